@@ -1,0 +1,250 @@
+"""Pure figure and table builders: experiment result in, plotly Figure or pandas DataFrame out.
+
+Every builder takes `tr`, a function from a text key to the words to show, so the same figure
+is drawn in any language without this module knowing about languages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core.tensors import (
+    BroadcastResult,
+    CreateResult,
+    DtypeResult,
+    IndexResult,
+    InplaceResult,
+    LayoutResult,
+    NumpyResult,
+    ShapeResult,
+    TensorFacts,
+)
+
+Text = Callable[[str], str]
+
+PLAIN, PICKED, CHANGED = "#e8eef7", "#8fb5e8", "#f29e4c"
+STORAGE_COLORS = ("#4c78a8", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#eeca3b", "#9d755d", "#bab0ac")
+
+
+def _fmt(v: float) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "T" if v else "F"
+    if float(v).is_integer() and abs(v) < 1e9:
+        return str(int(v))
+    return f"{v:.3g}"
+
+
+def _finish(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+    fig.update_layout(title=title, height=height, margin={"l": 40, "r": 20, "t": 60, "b": 40}, template="plotly_white")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Creation
+
+
+def creation_figure(r: CreateResult, tr: Text) -> go.Figure:
+    """Histogram of the values against the expected counts, or the values by index when not random."""
+    fig = go.Figure()
+    if r.counts.size:
+        fig.add_bar(x=r.bin_x, y=r.counts, width=r.bin_width * 0.95, name=tr("observed"), marker_color=STORAGE_COLORS[0])
+        mode = "markers" if r.discrete else "lines"
+        fig.add_scatter(x=r.bin_x, y=r.expected, mode=mode, name=tr("expected"), line={"color": "#e45756", "width": 3},
+                        marker={"size": 10, "symbol": "diamond"})  # fmt: skip
+        fig.update_xaxes(title=tr("value"))
+        fig.update_yaxes(title=tr("count"))
+        return _finish(fig, tr("hist_title"))
+    shown = np.where(np.isfinite(r.values), r.values, np.nan)
+    fig.add_scatter(x=np.arange(shown.size), y=shown, mode="markers+lines" if shown.size <= 200 else "lines",
+                    name=tr("value"), marker_color=STORAGE_COLORS[0])  # fmt: skip
+    fig.update_xaxes(title=tr("flat_index"))
+    fig.update_yaxes(title=tr("value"))
+    return _finish(fig, tr("values_title"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Grids of cells
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One tensor to draw as cells: a label, its values and (optionally) cells to highlight."""
+
+    label: str
+    values: np.ndarray
+    highlight: np.ndarray | None = None
+    color: str = PICKED
+
+
+def as_panel(values: np.ndarray) -> np.ndarray:
+    """Return a 2-D float array: rows x last dim; leading dims stacked with a blank row between slices."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim == 0:
+        return a.reshape(1, 1)
+    if a.ndim == 1:
+        return a.reshape(1, -1)
+    if a.ndim == 2:
+        return a
+    slices = a.reshape(-1, a.shape[-2], a.shape[-1])
+    gap = np.full((1, a.shape[-1]), np.nan)
+    parts: list[np.ndarray] = []
+    for s in slices:
+        parts += [s, gap]
+    return np.vstack(parts[:-1])
+
+
+def grids_figure(grids: Sequence[Grid], title: str) -> go.Figure:
+    """Draw tensors side by side as grids of cells with their values written in."""
+    fig = make_subplots(rows=1, cols=len(grids), subplot_titles=[g.label for g in grids], horizontal_spacing=0.04)
+    tallest = 1
+    for col, g in enumerate(grids, start=1):
+        values = as_panel(g.values)
+        mark = np.zeros_like(values) if g.highlight is None else as_panel(g.highlight.astype(np.float64))
+        z = np.where(np.isnan(values), np.nan, mark)
+        text = [["" if np.isnan(v) else _fmt(v) for v in row] for row in values]
+        fig.add_heatmap(z=z, text=text, texttemplate="%{text}", zmin=0, zmax=1, showscale=False, xgap=2, ygap=2,
+                        colorscale=[[0, PLAIN], [1, g.color]], hoverinfo="skip", row=1, col=col)  # fmt: skip
+        fig.update_yaxes(autorange="reversed", showticklabels=False, row=1, col=col)
+        fig.update_xaxes(showticklabels=False, row=1, col=col)
+        tallest = max(tallest, values.shape[0])
+    return _finish(fig, title, height=min(700, 140 + 34 * tallest))
+
+
+def tensor_grids(facts: Sequence[TensorFacts], highlight: Callable[[TensorFacts], np.ndarray | None]) -> list[Grid]:
+    """Return a Grid per tensor, labelled with its name and shape."""
+    return [Grid(f"{f.name} {tuple(f.shape)}", f.values, highlight(f)) for f in facts]
+
+
+# ----------------------------------------------------------------------------------------------
+# Shapes and the memory-layout inspector
+
+
+def facts_table(facts: Sequence[TensorFacts], tr: Text, changed: Callable[[TensorFacts], int] | None = None) -> pd.DataFrame:
+    """Return one row per tensor: code, size, stride, offset, contiguity, storage it uses."""
+    rows = []
+    for f in facts:
+        row = {
+            tr("name"): f.name,
+            tr("code"): f.expr,
+            tr("size"): str(f.shape),
+            tr("stride"): str(f.stride),
+            tr("offset"): f.offset,
+            tr("contiguous"): "✓" if f.contiguous else "✗",
+            tr("storage"): f"#{f.storage_id}",
+            tr("shares_x"): "✓" if f.storage_id == 0 else "✗",
+        }
+        if changed is not None:
+            row[tr("changed")] = changed(f)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def storage_figure(r: LayoutResult, tr: Text) -> go.Figure:
+    """Draw each storage as a strip of cells and, under it, which cells each tensor reaches.
+
+    A tensor's row shows, in the cells it reaches, how many of its elements map there (more than
+    one for expand); cells whose value the edit changed are orange.
+    """
+    rows_z: list[list[float]] = []
+    rows_text: list[list[str]] = []
+    labels: list[str] = []
+    width = max(s.size for s in r.storages_after)
+    for sid, (before, after) in enumerate(zip(r.storages_before, r.storages_after, strict=True)):
+        changed = before != after
+        labels.append(f"{tr('storage')} #{sid}")
+        rows_z.append([2.0 if c else 1.0 for c in changed] + [np.nan] * (width - after.size))
+        rows_text.append([_fmt(v) for v in after] + [""] * (width - after.size))
+        for f in r.after:
+            if f.storage_id != sid:
+                continue
+            hits = np.bincount(f.storage_index.ravel(), minlength=after.size)[: after.size]
+            labels.append(f"  {f.name}")
+            rows_z.append([(2.0 if changed[i] else 1.0) if hits[i] else 0.0 for i in range(after.size)]
+                          + [np.nan] * (width - after.size))  # fmt: skip
+            rows_text.append([("×" + str(h) if h > 1 else "●") if h else "" for h in hits] + [""] * (width - after.size))
+    fig = go.Figure(
+        go.Heatmap(
+            z=rows_z, text=rows_text, texttemplate="%{text}", zmin=0, zmax=2, showscale=False, xgap=2, ygap=2,
+            colorscale=[[0, PLAIN], [0.5, PICKED], [1, CHANGED]], y=labels, x=list(range(width)),
+            hovertemplate=tr("cell") + " %{x}<extra>%{y}</extra>",
+        )
+    )  # fmt: skip
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(title=tr("cell"), dtick=1)
+    return _finish(fig, tr("storage_title"), height=120 + 32 * len(labels))
+
+
+# ----------------------------------------------------------------------------------------------
+# Broadcasting and indexing
+
+
+def broadcast_table(r: BroadcastResult, tr: Text) -> pd.DataFrame:
+    """Return the right-aligned shapes, a row of per-dimension verdicts and the result."""
+    dims = [f"{tr('dim')} {i - len(r.status)}" for i in range(len(r.status))]
+
+    def cells(shape: Sequence[int | None]) -> list[str]:
+        return ["·" if s is None else str(s) for s in shape]
+
+    result = cells(r.result_shape) if r.result_shape is not None else ["✗" if s == "mismatch" else "" for s in r.status]
+    return pd.DataFrame(
+        [cells(r.aligned_a), cells(r.aligned_b), [tr(s) for s in r.status], result],
+        index=["a", "b", tr("rule"), "a + b"],
+        columns=dims,
+    )
+
+
+def index_grids(r: IndexResult, tr: Text) -> list[Grid]:
+    """Return the grids of an indexing experiment: x with read cells, the index or mask, the output."""
+    grids = [Grid("x", r.x, r.picked)]
+    if r.index is not None:
+        grids.append(Grid(tr("index"), r.index.astype(np.float64)))
+    if r.out is not None:
+        grids.append(Grid(tr("output") + f" {tuple(r.out.shape)}", r.out))
+    return grids
+
+
+# ----------------------------------------------------------------------------------------------
+# NumPy and dtype
+
+
+def numpy_figure(r: NumpyResult, tr: Text) -> go.Figure:
+    """Bar chart of the median conversion time of each way, with the interquartile range."""
+    ways = list(r.times_us)
+    fig = go.Figure(
+        go.Bar(x=ways, y=[r.times_us[w] for w in ways], error_y={"type": "data", "array": [r.spreads_us[w] for w in ways]},
+               marker_color=[STORAGE_COLORS[0] if w != "tensor" else "#e45756" for w in ways])
+    )  # fmt: skip
+    fig.update_yaxes(title=tr("time_us"), type="log")
+    fig.update_xaxes(title=tr("way"))
+    return _finish(fig, tr("numpy_title"))
+
+
+def dtype_table(r: DtypeResult, src: str, dst: str, tr: Text) -> pd.DataFrame:
+    """Return the sample values as given, after conversion to src, and after src -> dst."""
+    return pd.DataFrame(
+        {
+            tr("original"): [_fmt(v) if abs(v) >= 1e-4 or v == 0 else f"{v:g}" for v in r.original],
+            src: [repr(float(v)) for v in r.in_src],
+            dst: [repr(float(v)) for v in r.in_dst],
+            tr("exact"): ["✓" if a == b else "✗" for a, b in zip(r.original, r.in_dst, strict=True)],
+        }
+    )
+
+
+def shape_grids(r: ShapeResult) -> list[Grid]:
+    """Return x and each output as grids."""
+    return tensor_grids([r.input, *r.outputs], lambda f: None)
+
+
+def inplace_table(r: InplaceResult, tr: Text) -> pd.DataFrame:
+    """Return x before, x after, the second name x0 after, and the statement's result, as rows."""
+    rows = {tr("x_before"): r.x_before, tr("x_after"): r.x_after, tr("alias_after"): r.alias_after}
+    if r.result is not None:
+        rows[tr("result")] = r.result
+    return pd.DataFrame({k: [_fmt(v) for v in values] for k, values in rows.items()}).T

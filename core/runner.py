@@ -1,0 +1,231 @@
+"""Run experiments safely for a whole class: budget, device, seeded RNG, device gate, deadline, errors.
+
+Every page calls `execute(run_fn, params)`; this is the one place where classroom safety lives.
+Configuration comes from environment variables, read once (see Config.from_env).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+
+from core.params import InvalidParams, Params
+
+R = TypeVar("R")
+P = TypeVar("P", bound=Params)
+
+
+class ExperimentError(Exception):
+    """A run that failed in a way the student should be told about; `key` is a message key."""
+
+    def __init__(self, key: str, **info: Any) -> None:
+        self.key = key
+        self.info: dict[str, Any] = info
+        super().__init__(f"{key}: {info}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Server settings, from TORCHLAB_* environment variables."""
+
+    device: str = "auto"  # auto | cpu | cuda
+    max_mb: int = 512  # memory one experiment may allocate
+    gpu_slots: int = 4  # experiments admitted on the GPU at once
+    threads: int = 1  # torch intra-op threads per process
+    run_seconds: float = 20.0  # wall-time limit of one run
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Config:
+        """Read TORCHLAB_DEVICE, _MAX_MB, _GPU_SLOTS, _THREADS, _RUN_SECONDS; bad values keep defaults."""
+        env = dict(os.environ) if env is None else env
+        base = cls()
+
+        def number(name: str, default: float, lo: float, hi: float) -> float:
+            try:
+                value = float(env.get(name, default))
+            except ValueError:
+                return default
+            return min(max(value, lo), hi)
+
+        device = env.get("TORCHLAB_DEVICE", base.device).strip().lower()
+        return cls(
+            device=device if device in ("auto", "cpu", "cuda") else base.device,
+            max_mb=int(number("TORCHLAB_MAX_MB", base.max_mb, 1, 1 << 20)),
+            gpu_slots=int(number("TORCHLAB_GPU_SLOTS", base.gpu_slots, 1, 64)),
+            threads=int(number("TORCHLAB_THREADS", base.threads, 1, 256)),
+            run_seconds=number("TORCHLAB_RUN_SECONDS", base.run_seconds, 0.1, 3600),
+        )
+
+    def pick_device(self) -> torch.device:
+        """Return cuda when enabled and present, else cpu."""
+        if self.device in ("auto", "cuda") and torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+
+
+CONFIG = Config.from_env()
+torch.set_num_threads(CONFIG.threads)
+
+
+@dataclass
+class RunContext:
+    """What a run function gets besides its params: device, seeded generator, deadline."""
+
+    device: torch.device
+    generator: torch.Generator
+    deadline: float
+    max_bytes: int
+
+    def check_deadline(self) -> None:
+        """Raise ExperimentError('timeout') once the run's wall-time limit has passed (call in loops)."""
+        if time.monotonic() > self.deadline:
+            raise ExperimentError("timeout", seconds=CONFIG.run_seconds)
+
+
+@dataclass
+class DeviceGate:
+    """FIFO admission to a device: up to `slots` shared runs at once, or one exclusive run alone.
+
+    Timing experiments ask for exclusive access so that nobody else's work pollutes their clock.
+    Waiters are served in arrival order; `on_wait(position)` reports the place in the queue.
+    """
+
+    slots: int
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _queue: list[object] = field(default_factory=list)
+    _active: int = 0
+    _exclusive: bool = False
+
+    def _admissible(self, exclusive: bool) -> bool:
+        if self._exclusive:
+            return False
+        return self._active == 0 if exclusive else self._active < self.slots
+
+    @contextmanager
+    def hold(self, exclusive: bool = False, on_wait: Callable[[int], None] | None = None) -> Iterator[None]:
+        """Hold a place on the device for the duration of the with-block."""
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            last_position = -1
+            while not (self._queue[0] is ticket and self._admissible(exclusive)):
+                position = self._queue.index(ticket) + 1
+                if on_wait is not None and position != last_position:
+                    on_wait(position)
+                    last_position = position
+                self._cond.wait(timeout=0.5)
+            self._queue.pop(0)
+            self._active += 1
+            self._exclusive = exclusive
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._exclusive = False
+                self._cond.notify_all()
+
+    def waiting(self) -> int:
+        """Return how many runs are queued right now."""
+        with self._cond:
+            return len(self._queue)
+
+
+def _default_slots(device: torch.device) -> int:
+    if device.type == "cuda":
+        return CONFIG.gpu_slots
+    # Each CPU run uses CONFIG.threads threads; more runs than cores only thrash.
+    return max(1, (os.cpu_count() or 1) // CONFIG.threads)
+
+
+DEVICE = CONFIG.pick_device()
+GATE = DeviceGate(slots=_default_slots(DEVICE))
+
+
+def execute(
+    run_fn: Callable[[P, RunContext], R],
+    params: P,
+    *,
+    exclusive: bool = False,
+    on_wait: Callable[[int], None] | None = None,
+    device: torch.device | None = None,
+    gate: DeviceGate | None = None,
+    config: Config | None = None,
+) -> R:
+    """Validate params, check the memory budget, then run run_fn on the device under the gate.
+
+    Raises InvalidParams for bad params, ExperimentError for a refused or failed run. Any
+    RuntimeError or out-of-memory error from torch becomes ExperimentError, the memory is
+    released, and the next run works.
+    """
+    config = config or CONFIG
+    device = device or DEVICE
+    gate = gate or GATE
+    params.validate()
+    max_bytes = config.max_mb * 2**20
+    needed = params.estimate_bytes()
+    if needed > max_bytes:
+        raise ExperimentError("budget", needed_mb=round(needed / 2**20, 1), max_mb=config.max_mb)
+    seed = int(getattr(params, "seed", 0))
+    failure: ExperimentError | None = None
+    with gate.hold(exclusive=exclusive, on_wait=on_wait):
+        generator = torch.Generator(device=device).manual_seed(seed)
+        ctx = RunContext(device, generator, time.monotonic() + config.run_seconds, max_bytes)
+        try:
+            return run_fn(params, ctx)
+        except (ExperimentError, InvalidParams):
+            raise
+        except (torch.cuda.OutOfMemoryError, MemoryError) as e:
+            failure = ExperimentError("oom", detail=_first_line(e))
+        except RuntimeError as e:
+            failure = ExperimentError("runtime", detail=_first_line(e))
+        finally:
+            # The exception (and the frames holding tensors) is gone here, so memory can go back.
+            if failure is not None:
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+    assert failure is not None
+    raise failure
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+
+
+def device_facts(device: torch.device | None = None) -> dict[str, str]:
+    """Return what the server computes on: device kind and name, memory, threads."""
+    device = device or DEVICE
+    facts = {"kind": device.type, "threads": str(torch.get_num_threads()), "torch": torch.__version__}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        facts["name"] = props.name
+        facts["memory_gb"] = f"{props.total_memory / 2**30:.1f}"
+        facts["capability"] = f"{props.major}.{props.minor}"
+    else:
+        facts["name"] = _cpu_model()
+        facts["cores"] = str(os.cpu_count() or 1)
+    return facts
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()

@@ -1,0 +1,16 @@
+"""Home: what TorchLab is, the lessons, and what the server computes on."""
+
+import streamlit as st
+
+from ui.catalog import LESSONS
+from ui.i18n import prose, t
+from ui.sidebar import device_summary
+
+st.title(t("home.title"))
+prose("home")
+st.subheader(t("home.lessons"))
+for lesson in LESSONS:
+    st.page_link(lesson.script, label=f"**{t(f'nav.{lesson.slug}')}** — {t(f'nav.{lesson.slug}_desc')}",
+                 icon=lesson.icon)  # fmt: skip
+st.subheader(t("home.server"))
+st.markdown(device_summary())

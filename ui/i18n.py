@@ -1,0 +1,92 @@
+"""Language: which one the student reads, and every UI string from lessons/<lang>/ui.toml."""
+
+from __future__ import annotations
+
+import functools
+import re
+import string
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+LESSONS = Path(__file__).resolve().parent.parent / "lessons"
+LANGS = {"en": "English", "zh": "简体中文"}
+DEFAULT = "en"
+
+
+@functools.cache
+def strings(lang: str) -> dict[str, str]:
+    """Return every string of lessons/<lang>/ui.toml, flattened to dotted keys."""
+    with open(LESSONS / lang / "ui.toml", "rb") as f:
+        return dict(_flatten(tomllib.load(f)))
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", str(value)))
+    return out
+
+
+class _Lenient(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def lang() -> str:
+    """Return the language of this session ('en' or 'zh')."""
+    value = st.session_state.get("lang")
+    return value if value in LANGS else DEFAULT
+
+
+def t(key: str, default: str | None = None, **values: Any) -> str:
+    """Return the string for key in the session's language (English, then default, as fallbacks)."""
+    text = strings(lang()).get(key) or strings(DEFAULT).get(key)
+    if text is None:
+        text = key if default is None else default
+    return string.Formatter().vformat(text, (), _Lenient(values)) if values else text
+
+
+def has(key: str) -> bool:
+    """Return whether key has a string (in English at least)."""
+    return key in strings(DEFAULT)
+
+
+def from_locale(locale: str | None) -> str:
+    """Map a browser locale such as 'zh-CN' or 'en-US' to a supported language."""
+    return "zh" if locale and locale.lower().startswith("zh") else DEFAULT
+
+
+def choose_language() -> str:
+    """Resolve the session's language and draw the sidebar switch; keep ?lang= in the URL.
+
+    A link's ?lang= wins when the session starts; otherwise the browser's locale decides.
+    The choice lives in session state, so it stays when the student moves between pages.
+    """
+    if "lang" not in st.session_state:
+        wanted = st.query_params.get("lang")
+        st.session_state["lang"] = wanted if wanted in LANGS else from_locale(st.context.locale)
+    st.sidebar.selectbox("Language · 语言", options=list(LANGS), format_func=LANGS.__getitem__, key="lang")
+    if st.query_params.get("lang") != lang():
+        st.query_params["lang"] = lang()
+    return lang()
+
+
+@functools.cache
+def _prose(lang_code: str, slug: str) -> dict[str, str]:
+    text = (LESSONS / lang_code / f"{slug}.md").read_text(encoding="utf-8")
+    parts = re.split(r"^<!-- section: ([\w-]+) -->\s*$", text, flags=re.MULTILINE)
+    sections = {"": parts[0].strip()}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        sections[name] = body.strip()
+    return sections
+
+
+def prose(slug: str, section: str = "") -> None:
+    """Show one section of lessons/<lang>/<slug>.md (the whole file when it has no sections)."""
+    st.markdown(_prose(lang(), slug).get(section, ""))

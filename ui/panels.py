@@ -1,0 +1,65 @@
+"""Pieces every lesson page uses: charts with captions, the code panel, predict-then-run exercises."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from ui.i18n import t
+
+
+def charts_text(prefix: str) -> Callable[[str], str]:
+    """Return the translator core.charts expects: chart text key -> words (experiment-specific first)."""
+
+    def tr(key: str) -> str:
+        return t(f"{prefix}.charts.{key}", default=t(f"charts.{key}"))
+
+    return tr
+
+
+def figure(fig: go.Figure, caption_key: str, key: str, **values: object) -> None:
+    """Show a plotly figure with a caption saying what to notice (also its accessible description)."""
+    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+    st.caption(t(caption_key, **values))
+
+
+def table(df: pd.DataFrame, caption_key: str | None = None) -> None:
+    """Show a read-only table, with an optional caption."""
+    st.dataframe(df, hide_index=df.index.dtype == "int64", width="stretch")
+    if caption_key:
+        st.caption(t(caption_key))
+
+
+def torch_says(message: str) -> None:
+    """Show an error PyTorch raised as part of the lesson (expected, not a failure of the app)."""
+    st.warning(t("run.torch_says", message=message), icon="🧪")
+
+
+def code_panel(code: str, filename: str) -> None:
+    """Show the runnable script for the current settings, with a .py download."""
+    with st.expander(t("code.title"), icon="🐍"):
+        st.code(code, language="python")
+        st.download_button(t("code.download"), code, file_name=filename, mime="text/x-python", key=f"dl.{filename}",
+                           icon="⬇️")  # fmt: skip
+
+
+def predict(key: str, question: str, options: Sequence[str], answer: str | None, why: str = "") -> None:
+    """A predict-then-run exercise: the student commits a guess and is told at once if it was right.
+
+    `answer` was computed by running the experiment (None if that run failed: nothing to check).
+    """
+    with st.container(border=True):
+        st.markdown(f"**{t('predict.title')}** {question}")
+        with st.form(f"predict.{key}", border=False):
+            guess = st.radio(t("predict.guess"), list(options), index=None, key=f"predict.{key}.guess", horizontal=True)
+            checked = st.form_submit_button(t("predict.check"))
+        if checked and guess is None:
+            st.info(t("predict.pick_first"))
+        elif checked and answer is not None:
+            if guess == answer:
+                st.success(t("predict.right", answer=answer) + (" " + why if why else ""), icon="✅")
+            else:
+                st.error(t("predict.wrong", guess=guess, answer=answer) + (" " + why if why else ""), icon="❌")

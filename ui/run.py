@@ -1,0 +1,54 @@
+"""Running experiments from a page: the shared cache, the queue notice and the error box."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from core import runner
+from core.params import InvalidParams, Params
+from core.runner import ExperimentError, RunContext
+from ui.i18n import t
+from ui.widgets import error_text
+
+P = TypeVar("P", bound=Params)
+R = TypeVar("R")
+
+CACHE_ENTRIES = 512
+CACHE_SECONDS = 3600
+
+
+def cache_key(run_fn: Callable[..., Any], params: Params) -> str:
+    """Return the text that identifies one experiment run: function, every param, device kind."""
+    fields = "&".join(f"{k}={v}" for k, v in sorted(params.to_query("p").items()))
+    return f"{run_fn.__module__}.{run_fn.__qualname__}?{fields}@{runner.DEVICE.type}"
+
+
+@st.cache_data(max_entries=CACHE_ENTRIES, ttl=CACHE_SECONDS, show_spinner=False)
+def _cached(key: str, _run_fn: Callable[[P, RunContext], R], _params: P, _exclusive: bool) -> R:
+    notice = st.empty()
+
+    def on_wait(position: int) -> None:
+        notice.info(t("run.queue", position=position), icon="⏳")
+
+    try:
+        return runner.execute(_run_fn, _params, exclusive=_exclusive, on_wait=on_wait)
+    finally:
+        notice.empty()
+
+
+def run_cached(run_fn: Callable[[P, RunContext], R], params: P | None, *, exclusive: bool = False,
+               prefix: str = "") -> R | None:  # fmt: skip
+    """Run (or fetch from the class-wide cache) one experiment; show a translated error and return None on failure."""
+    if params is None:
+        return None
+    try:
+        with st.spinner(t("run.running")):
+            return _cached(cache_key(run_fn, params), run_fn, params, exclusive)
+    except InvalidParams as e:
+        st.error(error_text(e, prefix), icon="⚠️")
+    except ExperimentError as e:
+        st.error(t(f"errors.{e.key}", **e.info), icon="🛑")
+    return None

@@ -1,0 +1,133 @@
+"""Widgets built from a Params declaration, kept in sync with the URL.
+
+Each field `name` of an experiment `prefix` is the widget key and URL key `prefix.name`. When the
+session has no value for it yet, the value comes from the URL (bad values: default + warning).
+A teacher hides controls with `?_hide=prefix.name,prefix2` (a whole experiment by its prefix).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from core.params import FieldSpec, InvalidParams, Params, encode, parse_ints
+from ui.i18n import has, t
+
+P = TypeVar("P", bound=Params)
+
+SLIDER_MAX_STEPS = 64  # int ranges wider than this get a number box instead of a slider
+
+
+def field_label(prefix: str, name: str) -> str:
+    """Return the translated label of a field."""
+    return t(f"{prefix}.{name}", default=name)
+
+
+def error_text(e: InvalidParams, prefix: str) -> str:
+    """Return a translated sentence for an InvalidParams, naming the field."""
+    return t(f"errors.{e.key}", field=field_label(prefix, e.field), **e.info)
+
+
+def _hidden(prefix: str, name: str) -> bool:
+    hide = st.query_params.get("_hide", "")
+    flags = {h.strip() for h in hide.split(",")}
+    return f"{prefix}.{name}" in flags or prefix in flags
+
+
+def _widget_value(spec: FieldSpec, value: Any) -> Any:
+    if spec.kind == "ints":
+        return encode(spec, value)
+    if spec.kind == "strs":
+        return list(value)
+    return value
+
+
+def _seed_from_url(cls: type[P], prefix: str) -> None:
+    """Put the URL's values (or defaults) into session state for fields that have none yet."""
+    keys = {s.name: f"{prefix}.{s.name}" for s in cls.specs()}
+    if all(k in st.session_state for k in keys.values()):
+        return
+    params, rejected = cls.from_query(st.query_params.to_dict(), prefix)
+    if rejected:
+        st.session_state[f"_rejected.{prefix}"] = rejected
+    for spec in cls.specs():
+        st.session_state.setdefault(keys[spec.name], _widget_value(spec, getattr(params, spec.name)))
+
+
+def _draw(spec: FieldSpec, prefix: str, label_key: str) -> None:
+    key = f"{prefix}.{spec.name}"
+    label = t(f"{prefix}.{label_key}", default=label_key)
+    help_text = t(f"{prefix}.{label_key}_help") if has(f"{prefix}.{label_key}_help") else None
+    meta = spec.meta
+
+    def option_label(option: str) -> str:
+        return t(f"{prefix}.{spec.name}_choices.{option}", default=option)
+
+    if spec.kind == "bool":
+        st.toggle(label, key=key, help=help_text)
+    elif spec.kind == "str" and "choices" in meta:
+        st.selectbox(label, meta["choices"], key=key, help=help_text, format_func=option_label)
+    elif spec.kind == "strs":
+        st.multiselect(label, meta["choices"], key=key, help=help_text, format_func=option_label)
+    elif spec.kind == "int":
+        lo, hi = int(meta["lo"]), int(meta["hi"])
+        if hi - lo <= SLIDER_MAX_STEPS:
+            st.slider(label, lo, hi, key=key, help=help_text)
+        else:
+            st.number_input(label, lo, hi, step=1, key=key, help=help_text)
+    elif spec.kind == "float":
+        step = float(meta.get("step") or 0.1)
+        st.slider(label, float(meta["lo"]), float(meta["hi"]), step=step, key=key, help=help_text)
+    else:
+        st.text_input(label, key=key, help=help_text or t("widgets.shape_help"), max_chars=40)
+
+
+def _read(spec: FieldSpec, prefix: str) -> Any:
+    raw = st.session_state[f"{prefix}.{spec.name}"]
+    if spec.kind == "ints":
+        return parse_ints(spec, str(raw))
+    if spec.kind == "strs":
+        return tuple(raw)
+    if spec.kind == "float":
+        return float(raw)
+    return raw
+
+
+def param_widgets(cls: type[P], prefix: str, columns: int = 3) -> P | None:
+    """Draw the widgets of an experiment and return its Params, or None (with an error shown).
+
+    Only the fields the current settings use are drawn (Params.roles(), when defined). The URL
+    is updated to hold every field, so a copied link reproduces the experiment.
+    """
+    _seed_from_url(cls, prefix)
+    for r in st.session_state.pop(f"_rejected.{prefix}", []):
+        st.warning(t("url.rejected", field=field_label(prefix, r.field),
+                     reason=t(f"errors.{r.key}", field=field_label(prefix, r.field), **r.info)))  # fmt: skip
+    try:
+        values = {s.name: _read(s, prefix) for s in cls.specs()}
+        current = cls(**values)
+    except InvalidParams as e:
+        values, current = {}, cls()
+        error: InvalidParams | None = e
+    else:
+        error = None
+    roles_fn = getattr(current, "roles", None)
+    roles: dict[str, str] = roles_fn() if roles_fn else {s.name: s.name for s in cls.specs()}
+    shown = [s for s in cls.specs() if s.name in roles and not _hidden(prefix, s.name)]
+    cols = st.columns(min(columns, max(1, len(shown))))
+    for i, spec in enumerate(shown):
+        with cols[i % len(cols)]:
+            _draw(spec, prefix, roles[spec.name])
+    if error is None:
+        try:
+            current.validate()
+        except InvalidParams as e:
+            error = e
+    if error is not None:
+        st.error(error_text(error, prefix), icon="⚠️")
+        return None
+    for key, text in current.to_query(prefix).items():
+        if st.query_params.get(key) != text:
+            st.query_params[key] = text
+    return current
