@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -1015,3 +1016,28 @@ big = torch.ones({p.n}, dtype=torch.{p.src})
 seconds = min(timeit.repeat(lambda: big.to(torch.{p.dst}), number=1, repeat=7))
 print(f"converting {p.n} elements: {{seconds * 1e6:.1f}} us")
 """
+
+
+# --------------------------------------------------------------------------------------------
+# The lesson's experiments by name (the name is also the URL prefix of their settings).
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: its Params class, run function and code writer."""
+
+    params: type[Params]
+    run: Callable[[Any, RunContext], object]
+    code: Callable[[Any], str]
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "create": Experiment(CreateParams, run_create, code_create),
+    "shape": Experiment(ShapeParams, run_shape, code_shape),
+    "layout": Experiment(LayoutParams, run_layout, code_layout),
+    "broadcast": Experiment(BroadcastParams, run_broadcast, code_broadcast),
+    "index": Experiment(IndexParams, run_index, code_index),
+    "inplace": Experiment(InplaceParams, run_inplace, code_inplace),
+    "numpy": Experiment(NumpyParams, run_numpy, code_numpy),
+    "dtype": Experiment(DtypeParams, run_dtype, code_dtype),
+}

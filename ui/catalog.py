@@ -10,6 +10,11 @@ class Lesson:
     slug: str
     script: str
     icon: str
+    tabs: tuple[str, ...]  # one per experiment group; names are keys of <slug>.tabs in ui.toml
 
 
-LESSONS = (Lesson("tensors", "pages/tensors.py", ":material/grid_on:"),)
+TENSORS = Lesson(
+    "tensors", "pages/tensors.py", ":material/grid_on:",
+    ("create", "shape", "layout", "broadcast", "index", "inplace", "numpy", "dtype", "pitfalls"),
+)  # fmt: skip
+LESSONS = (TENSORS,)

@@ -66,15 +66,22 @@ def choose_language() -> str:
     """Resolve the session's language and draw the sidebar switch; keep ?lang= in the URL.
 
     A link's ?lang= wins when the session starts; otherwise the browser's locale decides.
-    The choice lives in session state, so it stays when the student moves between pages.
+    The choice lives in a plain session-state key (not the widget's own, which Streamlit drops
+    on pages that do not draw it), so it stays when the student moves between pages.
     """
-    if "lang" not in st.session_state:
+    if st.session_state.get("lang") not in LANGS:
         wanted = st.query_params.get("lang")
         st.session_state["lang"] = wanted if wanted in LANGS else from_locale(st.context.locale)
-    st.sidebar.selectbox("Language · 语言", options=list(LANGS), format_func=LANGS.__getitem__, key="lang")
+    st.session_state["lang_switch"] = st.session_state["lang"]
+    st.sidebar.selectbox("Language · 语言", options=list(LANGS), format_func=LANGS.__getitem__, key="lang_switch",
+                         on_change=_switched)  # fmt: skip
     if st.query_params.get("lang") != lang():
         st.query_params["lang"] = lang()
     return lang()
+
+
+def _switched() -> None:
+    st.session_state["lang"] = st.session_state["lang_switch"]
 
 
 @functools.cache

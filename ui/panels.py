@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from ui.i18n import t
 
@@ -63,3 +64,19 @@ def predict(key: str, question: str, options: Sequence[str], answer: str | None,
                 st.success(t("predict.right", answer=answer) + (" " + why if why else ""), icon="✅")
             else:
                 st.error(t("predict.wrong", guess=guess, answer=answer) + (" " + why if why else ""), icon="❌")
+
+
+def lesson_tabs(slug: str, names: Sequence[str]) -> tuple[str, DeltaGenerator]:
+    """Draw a lesson's tabs and return (the open tab's name, its container).
+
+    Only the open tab's experiments run (Streamlit's lazy tabs), and `?tab=<name>` keeps the
+    open tab in the URL so that a link opens the same experiment.
+    """
+    labels = [t(f"{slug}.tabs.{name}") for name in names]
+    wanted = st.query_params.get("tab")
+    default = labels[list(names).index(wanted)] if wanted in names else labels[0]
+    tabs = st.tabs(labels, default=default, key=f"{slug}.tab", on_change="rerun")
+    active = next((name for name, tab in zip(names, tabs, strict=True) if tab.open), names[0])
+    if st.query_params.get("tab") != active:
+        st.query_params["tab"] = active
+    return active, tabs[list(names).index(active)]

@@ -1,0 +1,152 @@
+"""The runner's five duties: budget, device + seeded generator, device gate, deadline, clean errors."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from core.params import InvalidParams, Params, bounds
+from core.runner import Config, DeviceGate, ExperimentError, RunContext, execute
+
+
+@dataclass(frozen=True)
+class Noise(Params):
+    n: int = field(default=1000, metadata=bounds(1, 10**9))
+    seed: int = 0
+
+    def estimate_bytes(self) -> int:
+        return self.n * 4
+
+
+def draw(p: Noise, ctx: RunContext) -> list[float]:
+    return torch.randn(p.n, generator=ctx.generator, device=ctx.device).tolist()
+
+
+def test_budget_refuses_before_allocating() -> None:
+    calls: list[int] = []
+
+    def never(p: Noise, ctx: RunContext) -> None:
+        calls.append(1)
+
+    with pytest.raises(ExperimentError) as info:
+        execute(never, Noise(n=10**9), config=Config(max_mb=16))
+    assert info.value.key == "budget"
+    assert info.value.info == {"needed_mb": round(4e9 / 2**20, 1), "max_mb": 16}
+    assert calls == []
+
+
+def test_invalid_params_are_refused_before_running() -> None:
+    with pytest.raises(InvalidParams):
+        execute(draw, Noise(n=0))
+
+
+def test_same_seed_same_numbers_across_eight_threads() -> None:
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda s: execute(draw, Noise(seed=s % 2)), range(16)))
+    assert all(r == results[0] for r in results[0::2])
+    assert all(r == results[1] for r in results[1::2])
+    assert results[0] != results[1]
+    assert results[0] == torch.randn(1000, generator=torch.Generator().manual_seed(0)).tolist()
+
+
+def test_deadline_stops_a_long_loop() -> None:
+    def loop(p: Noise, ctx: RunContext) -> None:
+        while True:
+            ctx.check_deadline()
+            time.sleep(0.01)
+
+    with pytest.raises(ExperimentError) as info:
+        execute(loop, Noise(), config=Config(run_seconds=0.2))
+    assert info.value.key == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("error", "key"),
+    [(RuntimeError("shape mismatch\nmore detail"), "runtime"), (torch.cuda.OutOfMemoryError("CUDA out of memory"), "oom"),
+     (MemoryError(), "oom")],
+)  # fmt: skip
+def test_errors_become_experiment_errors_and_the_next_run_works(error: BaseException, key: str) -> None:
+    def boom(p: Noise, ctx: RunContext) -> None:
+        big = torch.ones(p.n)  # something to release
+        del big
+        raise error
+
+    with pytest.raises(ExperimentError) as info:
+        execute(boom, Noise())
+    assert info.value.key == key
+    if key == "runtime":
+        assert info.value.info["detail"] == "shape mismatch"
+    assert execute(draw, Noise(n=3)) == torch.randn(3, generator=torch.Generator().manual_seed(0)).tolist()
+
+
+def test_gate_admits_slots_at_once_and_exclusive_runs_alone() -> None:
+    gate = DeviceGate(slots=2)
+    active, peak, exclusive_overlap = [0], [0], []
+    lock = threading.Lock()
+
+    def work(exclusive: bool) -> None:
+        with gate.hold(exclusive=exclusive):
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+                if exclusive and active[0] > 1:
+                    exclusive_overlap.append(active[0])
+            time.sleep(0.02)
+            with lock:
+                if exclusive and active[0] > 1:
+                    exclusive_overlap.append(active[0])
+                active[0] -= 1
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, [i % 4 == 0 for i in range(24)]))
+    assert peak[0] == 2
+    assert exclusive_overlap == []
+
+
+def test_gate_reports_queue_positions_in_order() -> None:
+    gate = DeviceGate(slots=1)
+    positions: list[int] = []
+    release = threading.Event()
+    entered = threading.Event()
+
+    def holder() -> None:
+        with gate.hold():
+            entered.set()
+            release.wait(5)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    entered.wait(5)
+    waiter = threading.Thread(target=lambda: gate.hold(on_wait=positions.append).__enter__())
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not positions and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gate.waiting() == 1
+    release.set()
+    first.join(5)
+    waiter.join(5)
+    assert positions == [1]
+
+
+def test_config_from_env_reads_and_clamps() -> None:
+    c = Config.from_env({"TORCHLAB_DEVICE": "CPU", "TORCHLAB_MAX_MB": "64", "TORCHLAB_GPU_SLOTS": "0",
+                         "TORCHLAB_THREADS": "junk", "TORCHLAB_RUN_SECONDS": "2.5"})  # fmt: skip
+    assert c == Config(device="cpu", max_mb=64, gpu_slots=1, threads=Config().threads, run_seconds=2.5)
+    assert Config.from_env({"TORCHLAB_DEVICE": "tpu"}).device == "auto"
+    assert Config(device="cpu").pick_device() == torch.device("cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_out_of_memory_is_recovered() -> None:
+    def hog(p: Noise, ctx: RunContext) -> None:
+        torch.empty(1 << 50, dtype=torch.uint8, device="cuda")
+
+    with pytest.raises(ExperimentError) as info:
+        execute(hog, Noise(), device=torch.device("cuda"), config=Config(max_mb=1 << 20))
+    assert info.value.key == "oom"
+    assert len(execute(draw, Noise(n=10), device=torch.device("cuda"))) == 10

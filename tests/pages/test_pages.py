@@ -1,0 +1,171 @@
+"""Every page in both languages, through Streamlit's AppTest: defaults, each widget moved, hostile URLs."""
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ui.catalog import LESSONS
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = ["pages/home.py", *[lesson.script for lesson in LESSONS]]
+# Every place a student can land: the home page, and each tab of each lesson.
+VIEWS = [("pages/home.py", ""), *[(lesson.script, tab) for lesson in LESSONS for tab in lesson.tabs]]
+EXPERIMENT_VIEWS = [(page, tab) for page, tab in VIEWS if tab and tab != "pitfalls"]
+LANGS = ["en", "zh"]
+HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def open_page(page: str, lang: str, query: dict[str, str] | None = None) -> AppTest:
+    """Run the app with ?lang= and the query, switch to the page, and return it rendered."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params.update({"lang": lang, **(query or {})})
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def assert_healthy(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def texts(elements: Any) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize(("page", "tab"), VIEWS)
+def test_default_render(page: str, tab: str, lang: str) -> None:
+    at = open_page(page, lang, {"tab": tab} if tab else None)
+    assert_healthy(at)
+    assert not at.error, texts(at.error)
+    assert at.session_state["lang"] == lang
+    title = at.title[0].value
+    assert bool(HAN.search(title)) == (lang == "zh"), title
+    if (page, tab) in EXPERIMENT_VIEWS:
+        assert at.query_params.get("tab") == tab
+        assert len(at.get("plotly_chart")) + len(at.dataframe) >= 1, "every experiment draws its answer"
+        assert any(f"{tab}." in k for k in at.query_params), "the settings are mirrored in the URL"
+
+
+def _another_value(widget: Any) -> Any:
+    """Return a valid value different from the widget's current one (None when there is none)."""
+    kind = type(widget).__name__
+    if kind in ("Slider", "NumberInput"):
+        lo, hi, now = widget.min, widget.max, widget.value
+        mid = type(now)(lo + (hi - lo) / 3) if kind == "Slider" else min(hi, now * 2 if now else lo + 1)
+        return mid if mid != now else hi
+    if kind == "Selectbox":
+        options = widget.options
+        return options[(options.index(widget.format_func(widget.value)) + 1) % len(options)] if len(options) > 1 else None
+    if kind == "Multiselect":
+        return [o for o in widget.options[:2] if o not in widget.value][:1] or widget.options[-1:]
+    if kind == "Toggle":
+        return not widget.value
+    if kind == "TextInput":
+        return "2x2" if widget.value != "2x2" else "3"
+    return None
+
+
+def _set(widget: Any, value: Any) -> None:
+    if type(widget).__name__ in ("Selectbox", "Multiselect"):
+        widget.select(value) if not isinstance(value, list) else widget.set_value(
+            [widget.options.index(v) for v in value] and value)
+    else:
+        widget.set_value(value)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize(("page", "tab"), EXPERIMENT_VIEWS)
+def test_each_widget_moved(page: str, tab: str, lang: str) -> None:
+    at = open_page(page, lang, {"tab": tab})
+    kinds = ("slider", "number_input", "selectbox", "multiselect", "toggle", "text_input")
+    keys = [w.key for kind in kinds for w in at.get(kind) if w.key and w.key.startswith(f"{tab}.")]
+    assert len(keys) >= 2
+    moved = 0
+    for key in keys:
+        widget = next((w for kind in kinds for w in at.get(kind) if w.key == key), None)
+        if widget is None:  # hidden by an earlier change (e.g. the function no longer reads it)
+            continue
+        value = _another_value(widget)
+        if value is None:
+            continue
+        _set(widget, value)
+        at.run()
+        assert_healthy(at)
+        moved += 1
+    assert moved >= len(keys) * 0.7
+
+
+# (tab shown, query): each query carries junk for the experiment on that tab.
+HOSTILE = {
+    "huge numbers": ("create", {"create.n": "9" * 40, "create.a": "1e400", "layout.rows": "-99999999"}),
+    "absurd shapes": ("shape", {"shape.shape": "1000000x1000000", "shape.new_shape": "-1x-1"}),
+    "too many dims": ("broadcast", {"broadcast.shape_a": "99x99x99x99x99x99x99"}),
+    "markup and script": ("layout", {"layout.views": "<script>alert(1)</script>", "layout.edit_target": "**x**"}),
+    "code as input": ("index", {"index.indices": "__import__('os').system('true')", "index.op": "eval"}),
+    # What a server makes of invalid UTF-8 in a URL (U+FFFD), full-width look-alikes, stray escapes.
+    "malformed unicode": ("dtype", {"dtype.src": "\ufffd\ufffd", "dtype.dst": "ｆｌｏａｔ３２", "dtype.n": "%E0%A4%A"}),
+    "wrong types": ("inplace", {"inplace.n": "1.5", "inplace.value": "nan", "inplace.form": ""}),
+    "very long": ("numpy", {"numpy.way": "a" * 100_000, "numpy.n": "1" * 5000}),
+}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_query_strings(case: str, lang: str) -> None:
+    tab, query = HOSTILE[case]
+    at = open_page(PAGES[1], lang, {"tab": tab, **query})
+    assert_healthy(at)
+    assert at.warning, "a rejected URL value must be named in a warning"
+    assert len(at.get("plotly_chart")) + len(at.dataframe) >= 1, "the defaults still run"
+    assert all(bool(HAN.search(w.value)) == (lang == "zh") for w in at.warning)
+
+
+def test_budget_refusal_is_explained_and_the_next_run_works() -> None:
+    at = open_page(PAGES[1], "en", {"create.fn": "eye", "create.n": "100000"})
+    assert_healthy(at)
+    assert any("MB" in e for e in texts(at.error)), texts(at.error)
+    at.number_input(key="create.n").set_value(50)
+    at.run()
+    assert_healthy(at)
+    assert not at.error
+
+
+def test_language_follows_browser_locale_unless_the_link_says_otherwise() -> None:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    assert at.session_state["lang"] == "en"  # AppTest's browser has no zh locale
+    at.selectbox(key="lang_switch").select("zh")
+    at.run()
+    assert HAN.search(at.title[0].value)
+    at.switch_page(PAGES[1])
+    at.run()
+    assert at.session_state["lang"] == "zh" and HAN.search(at.title[0].value)
+    at.switch_page(PAGES[0])
+    at.run()
+    assert at.session_state["lang"] == "zh" and HAN.search(at.title[0].value)
+
+
+def test_unknown_tab_in_the_link_opens_the_first_one() -> None:
+    at = open_page(PAGES[1], "en", {"tab": "<img src=x onerror=alert(1)>"})
+    assert_healthy(at)
+    assert at.query_params.get("tab") == LESSONS[0].tabs[0]
+
+
+@pytest.mark.parametrize(("choice", "right"), [("(1, 7)", True), ("(7, 1)", False)])
+def test_prediction_is_checked_against_the_experiment(choice: str, right: bool) -> None:
+    at = open_page(PAGES[1], "en", {"tab": "layout"})
+    at.radio(key="predict.stride_t.guess").set_value(choice)
+    form_button = next(b for b in at.get("button") if "predict.stride_t" in str(b.proto.form_id))
+    form_button.click()
+    at.run()
+    assert_healthy(at)
+    if right:
+        assert any("Right" in s for s in texts(at.success))
+    else:
+        assert any("Not quite" in e for e in texts(at.error))

@@ -1,0 +1,71 @@
+"""Both languages are complete: same keys, same placeholders, every key the code asks for exists."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from core.params import InvalidParams
+from core.tensors import CREATE_FNS, EXPERIMENTS, INDEX_OPS, SHAPE_OPS
+from ui.catalog import LESSONS
+from ui.i18n import LANGS, _prose, strings
+from ui.i18n import LESSONS as LESSON_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE = [*ROOT.glob("app.py"), *ROOT.glob("pages/*.py"), *ROOT.glob("ui/*.py")]
+PLACEHOLDER = re.compile(r"\{(\w+)[^}]*\}")
+
+
+def placeholders(text: str) -> set[str]:
+    return set(PLACEHOLDER.findall(text))
+
+
+def test_languages_have_the_same_keys_and_placeholders() -> None:
+    en, zh = strings("en"), strings("zh")
+    assert en.keys() == zh.keys(), set(en) ^ set(zh)
+    assert {k for k in en if placeholders(en[k]) != placeholders(zh[k])} == set()
+    assert all(zh[k].strip() for k in zh)
+
+
+def test_every_literal_key_in_the_code_exists() -> None:
+    used = {m for path in CODE for m in re.findall(r"\bt\(\"([\w.]+)\"", path.read_text(encoding="utf-8"))}
+    assert used, "the scan found no keys"
+    assert sorted(k for k in used if k not in strings("en")) == []
+
+
+def test_every_field_label_and_role_has_a_string() -> None:
+    en = strings("en")
+    missing = []
+    for prefix, exp in EXPERIMENTS.items():
+        variants = [exp.params()]
+        for name, options in (("fn", CREATE_FNS), ("op", SHAPE_OPS if prefix == "shape" else INDEX_OPS)):
+            if any(s.name == name for s in exp.params.specs()):
+                variants += [exp.params(**{name: o}) for o in options]
+        for p in variants:
+            roles = p.roles() if hasattr(p, "roles") else {s.name: s.name for s in p.specs()}
+            missing += [f"{prefix}.{role}" for role in roles.values() if f"{prefix}.{role}" not in en]
+    assert sorted(set(missing)) == []
+
+
+def test_every_error_key_raised_in_core_has_a_message() -> None:
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "core").glob("*.py"))
+    keys = set(re.findall(r'InvalidParams\(\s*[\w"]+,\s*"(\w+)"', source))
+    keys |= set(re.findall(r'ExperimentError\("(\w+)"', source))
+    assert {"out_of_range", "budget", "oom", "runtime", "timeout"} <= keys
+    assert sorted(k for k in keys if f"errors.{k}" not in strings("en")) == []
+    assert issubclass(InvalidParams, ValueError)
+
+
+def test_dynamic_families_are_complete() -> None:
+    en = strings("en")
+    wanted = [f"nav.{lesson.slug}" for lesson in LESSONS] + [f"nav.{lesson.slug}_desc" for lesson in LESSONS]
+    wanted += [f"index.caption_{op}" for op in INDEX_OPS]
+    assert [k for k in wanted if k not in en] == []
+
+
+@pytest.mark.parametrize("slug", ["home", *[lesson.slug for lesson in LESSONS]])
+def test_lesson_prose_has_the_same_sections_in_both_languages(slug: str) -> None:
+    sections = {lang: _prose(lang, slug) for lang in LANGS}
+    assert sections["en"].keys() == sections["zh"].keys()
+    assert all(text.strip() for lang in LANGS for name, text in sections[lang].items() if name)
+    assert (LESSON_DIR / "zh" / f"{slug}.md").exists()
