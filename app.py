@@ -6,11 +6,10 @@ from ui.catalog import LESSONS
 from ui.i18n import choose_language, t
 from ui.sidebar import device_box
 
-st.set_page_config(page_title="TorchLab", page_icon=":material/science:", layout="wide")
+st.set_page_config(page_title="TorchLab", page_icon="🔥", layout="wide")
 choose_language()
-home = st.Page("pages/home.py", title=t("nav.home"), icon=":material/home:", default=True)
-lessons = [st.Page(lesson.script, title=t(f"nav.{lesson.slug}"), icon=lesson.icon, url_path=lesson.slug)
-           for lesson in LESSONS]  # fmt: skip
+home = st.Page("views/home.py", title=t("nav.home"), default=True)
+lessons = [st.Page(lesson.script, title=t(f"nav.{lesson.slug}"), url_path=lesson.slug) for lesson in LESSONS]
 page = st.navigation({t("nav.start"): [home], t("nav.lessons"): lessons})
 device_box()
 page.run()

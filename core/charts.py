@@ -116,9 +116,10 @@ def grids_figure(grids: Sequence[Grid], title: str) -> go.Figure:
     return _finish(fig, title, height=min(700, 140 + 34 * tallest))
 
 
-def tensor_grids(facts: Sequence[TensorFacts], highlight: Callable[[TensorFacts], np.ndarray | None]) -> list[Grid]:
+def tensor_grids(facts: Sequence[TensorFacts], highlight: Callable[[TensorFacts], np.ndarray | None],
+                 color: str = PICKED) -> list[Grid]:  # fmt: skip
     """Return a Grid per tensor, labelled with its name and shape."""
-    return [Grid(f"{f.name} {tuple(f.shape)}", f.values, highlight(f)) for f in facts]
+    return [Grid(f"{f.name} {tuple(f.shape)}", f.values, highlight(f), color) for f in facts]
 
 
 # ----------------------------------------------------------------------------------------------

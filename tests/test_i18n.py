@@ -12,7 +12,7 @@ from ui.i18n import LANGS, _prose, strings
 from ui.i18n import LESSONS as LESSON_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE = [*ROOT.glob("app.py"), *ROOT.glob("pages/*.py"), *ROOT.glob("ui/*.py")]
+CODE = [*ROOT.glob("app.py"), *ROOT.glob("views/*.py"), *ROOT.glob("ui/*.py")]
 PLACEHOLDER = re.compile(r"\{(\w+)[^}]*\}")
 
 

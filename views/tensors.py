@@ -61,8 +61,8 @@ with panel:
             st.markdown(t("layout.edit_line", target=p.edit_target, pos=r.edit_position, value=p.edit_value))
             figure(charts.storage_figure(r, tr), "layout.caption", key="layout.fig")
             table(charts.facts_table(r.after, tr, changed=lambda f: int(r.changed(f.name).sum())))
-            figure(charts.grids_figure(charts.tensor_grids(r.after, lambda f: r.changed(f.name)), t("layout.grid_title")),
-                   "layout.grid_caption", key="layout.grids")  # fmt: skip
+            grids = charts.tensor_grids(r.after, lambda f: r.changed(f.name), charts.CHANGED)
+            figure(charts.grids_figure(grids, t("layout.grid_title")), "layout.grid_caption", key="layout.grids")
             code_panel(T.code_layout(p), "layout.py")
         q = run_cached(T.run_layout, T.LayoutParams(rows=5, cols=7, views=("t",), edit_target="x", edit_index=0))
         predict("stride_t", t("layout.predict_q"), ["(7, 1)", "(1, 7)", "(5, 1)", "(1, 5)"],

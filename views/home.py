@@ -10,7 +10,6 @@ st.title(t("home.title"))
 prose("home")
 st.subheader(t("home.lessons"))
 for lesson in LESSONS:
-    st.page_link(lesson.script, label=f"**{t(f'nav.{lesson.slug}')}** — {t(f'nav.{lesson.slug}_desc')}",
-                 icon=lesson.icon)  # fmt: skip
+    st.page_link(lesson.script, label=f"**{t(f'nav.{lesson.slug}')}** — {t(f'nav.{lesson.slug}_desc')}")
 st.subheader(t("home.server"))
 st.markdown(device_summary())
