@@ -36,11 +36,15 @@ from streamlit.testing.v1 import AppTest
 from core import runner
 from core import tensors as T
 from core.params import Params
+from ui.catalog import LESSONS
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
 IMPORT_LINE = "import core.tensors, core.charts, ui.widgets"
-PAGES = {"home": None, "tensors": "views/tensors.py"}  # page name -> switch_page target (None: default page)
+# view name -> (page script to switch to, or None for the default page; tab to open, or "")
+PAGES: dict[str, tuple[str | None, str]] = {"home": (None, "")} | {
+    f"{lesson.slug}/{tab}": (lesson.script, tab) for lesson in LESSONS for tab in lesson.tabs if tab != "pitfalls"
+}
 GOALS_MS = {"uncached": 300.0, "cached": 100.0}  # p95 goals per page, from the issue (2-core CPU machine)
 SERVER_TIMEOUT_S = 90.0
 POLL_S = 0.02
@@ -269,9 +273,11 @@ class PageResult:
     exceptions: int
 
 
-def open_page(target: str | None) -> AppTest:
-    """Return an AppTest that has run app.py once and, if target is given, switched to that page and run it."""
+def open_page(target: str | None, tab: str = "") -> AppTest:
+    """Return an AppTest that has run app.py once and, if target is given, switched to that page (and tab) and run it."""
     at = AppTest.from_file(str(APP), default_timeout=120)
+    if tab:
+        at.query_params["tab"] = tab
     at.run()
     quiet_streamlit()
     if target is not None:
@@ -280,9 +286,9 @@ def open_page(target: str | None) -> AppTest:
     return at
 
 
-def page_reruns(target: str | None, runs: int) -> PageResult:
+def page_reruns(target: str | None, tab: str, runs: int) -> PageResult:
     """Time `runs` reruns of one page after clearing st.cache_data, each followed by a cached rerun."""
-    at = open_page(target)
+    at = open_page(target, tab)
     uncached, cached = [], []
     exceptions = len(at.exception)
     for _ in range(runs):
@@ -300,12 +306,7 @@ def page_reruns(target: str | None, runs: int) -> PageResult:
 
 def experiments() -> list[tuple[str, Callable[[Any, runner.RunContext], Any], type[Params]]]:
     """Return (name, run_fn, Params class) for every run_* function of core.tensors, in source order."""
-    found = []
-    for name, fn in vars(T).items():
-        if name.startswith("run_") and callable(fn) and getattr(fn, "__module__", "") == T.__name__:
-            params_cls = typing.get_type_hints(fn)["p"]
-            found.append((name.removeprefix("run_"), fn, params_cls))
-    return found
+    return [(name, exp.run, exp.params) for name, exp in T.EXPERIMENTS.items()]
 
 
 def time_execute(fn: Callable[[Any, runner.RunContext], Any], params: Params, runs: int) -> list[float]:
@@ -416,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_machine(facts)
     startup = measure_startup(args.import_runs, args.server_runs)
     print_startup(startup)
-    pages = {name: page_reruns(target, args.runs) for name, target in PAGES.items()}
+    pages = {name: page_reruns(target, tab, args.runs) for name, (target, tab) in PAGES.items()}
     print_pages(pages, args.runs)
     engine = engine_times(args.runs)
     print_engine(engine, args.runs)
