@@ -104,6 +104,13 @@ class Params:
         Params._spec_cache[cls] = tuple(out)
         return Params._spec_cache[cls]
 
+    def __post_init__(self) -> None:
+        # An int given for a float field (p=1) becomes a float, so torch sees the dtype it expects.
+        for spec in self.specs():
+            value = getattr(self, spec.name)
+            if spec.kind == "float" and type(value) is int:
+                object.__setattr__(self, spec.name, float(value))
+
     def validate(self) -> None:
         """Raise InvalidParams for the first field that breaks its declaration.
 

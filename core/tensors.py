@@ -92,8 +92,8 @@ class CreateParams(Params):
         return self.n
 
     def estimate_bytes(self) -> int:
-        # float32/int64 values plus float64 copies for statistics.
-        return self.numel() * 16
+        # The tensor (up to 8 bytes/element), its float64 copy, the finite mask and finite copy.
+        return self.numel() * 25
 
 
 @dataclass(frozen=True)
@@ -232,15 +232,19 @@ def code_create(p: CreateParams) -> str:
     lines = ["import torch", ""]
     if p.fn in RANDOM_FNS:
         lines.append(f"g = torch.Generator().manual_seed({p.seed})")
-    lines.append(f"t = {_create_call(p)}")
     lines += [
-        'print("shape", tuple(t.shape), "dtype", t.dtype, "bytes", t.untyped_storage().nbytes())',
+        "try:",
+        f"    t = {_create_call(p)}",
+        "except RuntimeError as e:",
+        '    print("RuntimeError:", e)',
+        "else:",
+        '    print("shape", tuple(t.shape), "dtype", t.dtype, "bytes", t.untyped_storage().nbytes())',
     ]
     if p.fn != "empty":
         lines += [
-            "x = t.double().flatten()",
-            'print("first values", x[:8].tolist())',
-            'print("mean", x.mean().item(), "std", x.std(unbiased=False).item())',
+            "    x = t.double().flatten()",
+            '    print("first values", x[:8].tolist())',
+            '    print("mean", x.mean().item(), "std", x.std(unbiased=False).item())',
         ]
     return "\n".join(lines) + "\n"
 
@@ -395,8 +399,9 @@ def run_shape(p: ShapeParams, ctx: RunContext) -> ShapeResult:
     except (RuntimeError, IndexError, ValueError, TypeError) as e:
         return ShapeResult(facts_x, (), _error_text(e))
     expr = _shape_expr(p)
-    names = ["y"] if len(outs) == 1 else [f"y[{i}]" for i in range(len(outs))]
-    exprs = [expr] if len(outs) == 1 else [f"{expr}[{i}]" for i in range(len(outs))]
+    pieces = p.op in ("chunk", "split")  # these return a tuple, even of one tensor
+    names = [f"y[{i}]" for i in range(len(outs))] if pieces else ["y"]
+    exprs = [f"{expr}[{i}]" for i in range(len(outs))] if pieces else [expr]
     return ShapeResult(facts_x, tuple(describe(n, e, t, ids) for n, e, t in zip(names, exprs, outs, strict=True)), None)
 
 
@@ -409,8 +414,8 @@ x = {x_expr}
 print("x", tuple(x.shape), "stride", x.stride(), "contiguous", x.is_contiguous())
 try:
     y = {_shape_expr(p)}
-except RuntimeError as e:
-    print("RuntimeError:", e)
+except (RuntimeError, IndexError, ValueError, TypeError) as e:
+    print(type(e).__name__ + ":", e)
 else:
     for t in (y if isinstance(y, tuple) else (y,)):
         shares = t.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
@@ -547,18 +552,19 @@ def code_layout(p: LayoutParams) -> str:
     lines += [
         f"tensors = {{{', '.join(f'{n!r}: {n}' for n in names)}}}",
         "base = x.untyped_storage().data_ptr()",
-        "for name, t in tensors.items():",
-        "    shares = t.untyped_storage().data_ptr() == base",
-        '    print(f"{name:10} size={tuple(t.shape)} stride={t.stride()} offset={t.storage_offset()} "',
-        '          f"contiguous={t.is_contiguous()} shares x\'s storage={shares}")',
-        "before = {name: t.clone() for name, t in tensors.items()}",
+        # key/value, not name/t: `t` may be one of the tensors (x.t()).
+        "for key, value in tensors.items():",
+        "    shares = value.untyped_storage().data_ptr() == base",
+        '    print(f"{key:10} size={tuple(value.shape)} stride={value.stride()} offset={value.storage_offset()} "',
+        '          f"contiguous={value.is_contiguous()} shares x\'s storage={shares}")',
+        "before = {key: value.clone() for key, value in tensors.items()}",
         "try:",
         f"    {p.edit_target}[{', '.join(map(str, np.unravel_index(p.edit_index, _layout_shape(p))))}] = {p.edit_value}",
         "except RuntimeError as e:",
         '    print("RuntimeError:", e)',
-        "for name, t in tensors.items():",
-        "    changed = (t != before[name]).sum().item()",
-        '    print(name, "elements changed:", changed)',
+        "for key, value in tensors.items():",
+        "    changed = (value != before[key]).sum().item()",
+        '    print(key, "elements changed:", changed)',
     ]
     return "\n".join(lines) + "\n"
 
@@ -817,6 +823,7 @@ def run_inplace(p: InplaceParams, ctx: RunContext) -> InplaceResult:
             torch.add(x, v, out=result)
     except RuntimeError as e:
         error = _error_text(e)
+        result = None  # e.g. the `out` buffer was allocated, but nothing was written into it
     same = result is not None and result.untyped_storage().data_ptr() == ptr
     new_bytes = 0 if result is None or same else result.untyped_storage().nbytes()
     return InplaceResult(before, _to_numpy(x[:SHOWN]), _to_numpy(alias[:SHOWN]),
