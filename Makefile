@@ -24,15 +24,19 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.run-installed
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.address 0.0.0.0
 
-# Chromium for the browser tests: installed with apt-get when missing and we are root.
+# Chromium for the browser tests (and a CJK font, so Chinese screenshots are legible): installed
+# with apt-get when missing and we are root; otherwise the browser tests skip loudly.
+BROWSER_PACKAGES := chromium fonts-wqy-microhei
 chromium:
-	@if command -v chromium >/dev/null 2>&1; then :; \
+	@if command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi wqy; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "Installing Chromium (Debian package) for the browser tests..."; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
-		{ apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } || \
+		echo "Installing $(BROWSER_PACKAGES) (Debian packages) for the browser tests..."; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null 2>&1; } || \
 		echo "!!! Could not install Chromium: the browser tests will be SKIPPED."; \
-	else echo "!!! Chromium is missing and we are not root: the browser tests will be SKIPPED."; fi
+	elif ! command -v chromium >/dev/null 2>&1; then \
+		echo "!!! Chromium is missing and we are not root: the browser tests will be SKIPPED."; fi
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

@@ -1,12 +1,16 @@
 """Every page in both languages, through Streamlit's AppTest: defaults, each widget moved, hostile URLs."""
 
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from streamlit import cache_data
 from streamlit.testing.v1 import AppTest
 
+from core import runner
 from ui.catalog import LESSONS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,3 +173,30 @@ def test_prediction_is_checked_against_the_experiment(choice: str, right: bool) 
         assert any("Right" in s for s in texts(at.success))
     else:
         assert any("Not quite" in e for e in texts(at.error))
+
+
+def test_teacher_can_hide_controls_and_pin_values() -> None:
+    at = open_page(PAGES[1], "en", {"tab": "create", "create.fn": "rand", "create.n": "500", "_hide": "create.n,create.seed"})
+    assert_healthy(at)
+    keys = {w.key for w in at.get("number_input")}
+    assert "create.n" not in keys and "create.seed" not in keys
+    assert at.selectbox(key="create.fn").value == "rand"
+    assert at.query_params.get("create.n") == "500"
+    assert any("(500,)" in str(m.value) for m in at.get("metric"))
+
+
+def test_a_busy_device_makes_the_page_wait_then_render() -> None:
+    at = open_page(PAGES[1], "en", {"tab": "shape"})
+    held = threading.Event()
+
+    def occupy() -> None:
+        with runner.GATE.hold(exclusive=True):
+            held.set()
+            time.sleep(1.5)
+
+    threading.Thread(target=occupy).start()
+    held.wait(5)
+    cache_data.clear()
+    at.run()
+    assert_healthy(at)
+    assert len(at.get("plotly_chart")) == 1
