@@ -257,9 +257,12 @@ def decode(spec: FieldSpec, raw: str) -> Any:
 
 
 def _parse_int(text: str) -> int:
-    """Parse a plain decimal integer of at most 12 digits (int() would accept '1_000' and 4300 digits)."""
+    """Parse a plain decimal integer of at most 40 digits (int() would accept '1_000' and 4300 digits).
+
+    A number that is merely too large is readable: the bounds check then says what range is allowed.
+    """
     digits = text[1:] if text[:1] in "+-" else text
-    if not digits.isascii() or not digits.isdigit() or len(digits) > 12:
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 40:
         raise ValueError(text)
     return int(text)
 

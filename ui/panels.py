@@ -36,15 +36,15 @@ def table(df: pd.DataFrame, caption_key: str | None = None) -> None:
 
 def torch_says(message: str) -> None:
     """Show an error PyTorch raised as part of the lesson (expected, not a failure of the app)."""
-    st.warning(t("run.torch_says", message=message), icon="🧪")
+    st.warning(t("run.torch_says", message=message), icon=":material/science:")
 
 
 def code_panel(code: str, filename: str) -> None:
     """Show the runnable script for the current settings, with a .py download."""
-    with st.expander(t("code.title"), icon="🐍"):
+    with st.expander(t("code.title"), icon=":material/code:"):
         st.code(code, language="python")
         st.download_button(t("code.download"), code, file_name=filename, mime="text/x-python", key=f"dl.{filename}",
-                           icon="⬇️")  # fmt: skip
+                           icon=":material/download:")  # fmt: skip
 
 
 def predict(key: str, question: str, options: Sequence[str], answer: str | None, why: str = "") -> None:
@@ -61,9 +61,9 @@ def predict(key: str, question: str, options: Sequence[str], answer: str | None,
             st.info(t("predict.pick_first"))
         elif checked and answer is not None:
             if guess == answer:
-                st.success(t("predict.right", answer=answer) + (" " + why if why else ""), icon="✅")
+                st.success(t("predict.right", answer=answer) + (" " + why if why else ""), icon=":material/check_circle:")
             else:
-                st.error(t("predict.wrong", guess=guess, answer=answer) + (" " + why if why else ""), icon="❌")
+                st.error(t("predict.wrong", guess=guess, answer=answer) + (" " + why if why else ""), icon=":material/cancel:")
 
 
 def lesson_tabs(slug: str, names: Sequence[str]) -> tuple[str, DeltaGenerator]:

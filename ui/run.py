@@ -31,7 +31,7 @@ def _cached(key: str, _run_fn: Callable[[P, RunContext], R], _params: P, _exclus
     notice = st.empty()
 
     def on_wait(position: int) -> None:
-        notice.info(t("run.queue", position=position), icon="⏳")
+        notice.info(t("run.queue", position=position), icon=":material/hourglass_top:")
 
     try:
         return runner.execute(_run_fn, _params, exclusive=_exclusive, on_wait=on_wait)
@@ -48,7 +48,7 @@ def run_cached(run_fn: Callable[[P, RunContext], R], params: P | None, *, exclus
         with st.spinner(t("run.running")):
             return _cached(cache_key(run_fn, params), run_fn, params, exclusive)
     except InvalidParams as e:
-        st.error(error_text(e, prefix), icon="⚠️")
+        st.error(error_text(e, prefix), icon=":material/warning:")
     except ExperimentError as e:
-        st.error(t(f"errors.{e.key}", **e.info), icon="🛑")
+        st.error(t(f"errors.{e.key}", **e.info), icon=":material/block:")
     return None

@@ -125,7 +125,7 @@ def param_widgets(cls: type[P], prefix: str, columns: int = 3) -> P | None:
         except InvalidParams as e:
             error = e
     if error is not None:
-        st.error(error_text(error, prefix), icon="⚠️")
+        st.error(error_text(error, prefix), icon=":material/warning:")
         return None
     for key, text in current.to_query(prefix).items():
         if st.query_params.get(key) != text:

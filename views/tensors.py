@@ -133,7 +133,7 @@ with panel:
             table(charts.dtype_table(r, p.src, p.dst, charts_text("dtype")), "dtype.caption")
             cols = st.columns(3)
             cols[0].metric(t("dtype.bytes"), f"{r.bytes_src} → {r.bytes_dst}")
-            cols[1].metric(t("dtype.time", n=f"{p.n:,}"), f"{r.time_us:,.1f} µs", f"± {r.spread_us / 2:,.1f}",
-                           delta_color="off")  # fmt: skip
+            cols[1].metric(t("dtype.time", n=f"{p.n:,}"), f"{r.time_us:,.1f} µs",
+                           t("dtype.spread", spread=f"{r.spread_us / 2:,.1f}"), delta_color="off", delta_arrow="off")
             cols[2].metric(t("dtype.same_object"), t("yes") if r.same_object else t("no"))
             code_panel(T.code_dtype(p), "dtype.py")

@@ -1,0 +1,599 @@
+"""The real app in a real browser: Debian's Chromium (driven by Playwright) against `streamlit run`.
+
+Every page renders in both languages without an error box (and is screenshotted), moving a slider
+or a number box with the keyboard reruns the experiment and redraws its chart and URL, the sidebar
+language switch translates the page and survives navigation, and hostile links only warn.
+
+Each xdist worker starts its own server on a free loopback port, so the tests can be spread freely.
+Everything waits generously (60 s): the CI machine has two slow cores.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _find_chromium() -> str | None:
+    """Return the path of Debian's Chromium (the only browser Playwright may use here), or None."""
+    if os.access("/usr/bin/chromium", os.X_OK):
+        return "/usr/bin/chromium"
+    return shutil.which("chromium")
+
+
+CHROMIUM = _find_chromium()
+if CHROMIUM is None:
+    _REASON = (
+        "BROWSER TESTS SKIPPED: Chromium is not installed (no /usr/bin/chromium, no `chromium` on PATH). "
+        "Install it with `make chromium` (apt-get install chromium) to run tests/browser."
+    )
+    print(f"\n{'!' * 100}\n!!! {_REASON}\n{'!' * 100}\n", file=sys.stderr, flush=True)  # shown with -s
+    pytest.skip(_REASON, allow_module_level=True)
+
+pytest.importorskip("playwright.sync_api", reason="BROWSER TESTS SKIPPED: the playwright package is not installed")
+
+from playwright.sync_api import Browser, Dialog, Locator, Page, Playwright, expect, sync_playwright  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]  # fmt: skip
+VIEWPORT = {"width": 1400, "height": 1000}
+TIMEOUT_S = 60.0  # every wait: server start, script runs, charts drawing
+TIMEOUT_MS = int(TIMEOUT_S * 1000)
+MAX_SCREENSHOT_HEIGHT = 12_000
+
+PAGES = {"home": "/", "tensors": "/tensors"}
+LANGS = ("en", "zh")
+EN_TITLE_WORDS = {"home": "TorchLab", "tensors": "Tensors and memory"}
+HAN = re.compile(r"[\u4e00-\u9fff]")
+
+APP = '[data-testid="stApp"]'
+PLOTLY = '[data-testid="stPlotlyChart"] .js-plotly-plot'
+EXCEPTION = '[data-testid="stException"]'
+ERROR_ALERT = '[data-testid="stAlertContentError"]'
+WARNING_ALERT = '[data-testid="stAlertContentWarning"]'
+SIDEBAR_SELECTBOX = '[data-testid="stSidebar"] [data-testid="stSelectbox"]'
+NAV_LINK = '[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]'
+
+# One word for where the app stands; "idle" only when the last script run finished and nothing
+# (spinner, running status widget, reconnecting socket) says more work is under way.
+APP_STATE_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app) return "no-app";
+  const shown = (selector) => [...document.querySelectorAll(selector)]
+    .some((e) => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== "hidden");
+  const connection = app.getAttribute("data-test-connection-state");
+  if (connection && connection !== "CONNECTED") return "connection:" + connection;
+  const script = app.getAttribute("data-test-script-state");
+  if (script !== null && script !== "notRunning") return "script:" + script;
+  if (script === null && !document.querySelector('[data-testid="stMain"] [data-testid="stElementContainer"]')) {
+    return "empty";
+  }
+  if (shown('[data-testid="stStatusWidget"]')) return "status-widget";
+  if (shown('[data-testid="stSpinner"]')) return "spinner";
+  return "idle";
+}"""
+
+# The height the app would need to show without scrolling (Streamlit scrolls stMain, not the document).
+CONTENT_HEIGHT_JS = """() => Math.max(
+  ...['[data-testid="stMain"]', '[data-testid="stSidebarContent"]', "body"]
+    .map((selector) => document.querySelector(selector)?.scrollHeight ?? 0))"""
+
+# Counts changes of the script-run state from now on, so a test can tell that its action started a rerun.
+WATCH_RUNS_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (window.__torchlabRunWatch) window.__torchlabRunWatch.disconnect();
+  window.__torchlabRunChanges = 0;
+  window.__torchlabRunWatch = new MutationObserver((records) => { window.__torchlabRunChanges += records.length; });
+  window.__torchlabRunWatch.observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+}"""
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def ui_strings(lang: str) -> dict[str, str]:
+    """Return lessons/<lang>/ui.toml flattened to dotted keys (the strings the app shows)."""
+    with open(ROOT / "lessons" / lang / "ui.toml", "rb") as f:
+        table = tomllib.load(f)
+    out: dict[str, str] = {}
+
+    def walk(node: dict[str, object], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = str(value)
+
+    walk(table, "")
+    return out
+
+
+def expected_title(page: str, lang: str) -> str:
+    """Return the h1 text the app should show on a page in a language."""
+    return ui_strings(lang)["home.title" if page == "home" else f"nav.{page}"]
+
+
+def free_port() -> int:
+    """Return a loopback port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def worker_suffix() -> str:
+    """Return '-gw0' etc. under pytest-xdist, '' otherwise (keeps per-worker files apart)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return f"-{worker}" if worker else ""
+
+
+def _log_tail(log_path: Path, chars: int = 3000) -> str:
+    return log_path.read_text(encoding="utf-8", errors="replace")[-chars:] if log_path.exists() else "(no log)"
+
+
+def _health_ok(base_url: str) -> bool:
+    """Return whether Streamlit's health endpoint answers 'ok' (proxies bypassed: loopback only)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{base_url}/_stcore/health", timeout=2) as response:
+            return bool(response.status == 200 and response.read().decode().strip() == "ok")
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate the server's whole process group, killing it if it does not exit in 10 s."""
+    if process.poll() is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass(frozen=True)
+class StreamlitServer:
+    """A `streamlit run app.py` this module started: where it answers and where it logs."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def assert_alive(self) -> None:
+        """Fail clearly (exit code and log tail) if the server is gone, instead of 'connection refused'."""
+        code = self.process.poll()
+        if code is not None:
+            pytest.fail(f"the streamlit server at {self.url} exited with code {code} (it crashed or something "
+                        f"outside the tests stopped it). Log {self.log_path}:\n{_log_tail(self.log_path)}")  # fmt: skip
+
+
+@contextmanager
+def streamlit_server(log_path: Path, attempts: int = 3) -> Iterator[StreamlitServer]:
+    """Run `streamlit run app.py` on a free loopback port; yield it once healthy; stop it afterwards.
+
+    stdout and stderr go to log_path. A start that fails (say, the port was taken between our
+    probe and Streamlit's bind) is retried on another port.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    for _ in range(attempts):
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                   "--server.address", "127.0.0.1", "--server.headless", "true",
+                   "--browser.gatherUsageStats", "false"]  # fmt: skip
+        with log_path.open("ab") as log:
+            log.write(f"\n===== {' '.join(command)}\n".encode())
+            log.flush()
+            process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True,
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+        try:
+            deadline = time.monotonic() + TIMEOUT_S
+            while process.poll() is None and time.monotonic() < deadline and not _health_ok(base_url):
+                time.sleep(0.25)
+            if process.poll() is None and _health_ok(base_url):
+                yield StreamlitServer(base_url, process, log_path)
+                return
+            failures.append(f"port {port}: exit code {process.poll()}")
+        finally:
+            _stop(process)
+    pytest.fail(f"streamlit did not become healthy ({'; '.join(failures)}). Log {log_path}:\n{_log_tail(log_path)}")
+
+
+def wait_until(condition: Callable[[], bool], message: str | Callable[[], str], timeout_s: float = TIMEOUT_S) -> None:
+    """Poll condition until it is true; fail with message (or its result) after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message() if callable(message) else message)
+        time.sleep(0.2)
+
+
+def app_state(page: Page) -> str:
+    """Return where the app stands: 'idle', 'script:running', 'spinner', 'no-app', ..."""
+    return str(page.evaluate(APP_STATE_JS))
+
+
+def wait_for_app_idle(page: Page, timeout_s: float = TIMEOUT_S, settle_s: float = 0.8) -> None:
+    """Wait until the Streamlit app has finished its script run and stayed idle for settle_s."""
+    page.locator(APP).wait_for(state="attached", timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    idle_since: float | None = None
+    state = "?"
+    while time.monotonic() < deadline:
+        state = app_state(page)
+        now = time.monotonic()
+        if state != "idle":
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif now - idle_since >= settle_s:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the app was still busy after {timeout_s:.0f} s (last state: {state}) at {page.url}")
+
+
+def open_app(page: Page, base_url: str, path: str) -> None:
+    """Open path (with its query string) in the page and wait until the app has finished running."""
+    page.goto(base_url + path, wait_until="domcontentloaded")
+    wait_for_app_idle(page)
+
+
+def rerun_after(page: Page, action: Callable[[], None], timeout_s: float = TIMEOUT_S) -> None:
+    """Do action (a click, a key press), check that it started a script run, and wait for the app to settle."""
+    page.evaluate(WATCH_RUNS_JS)
+    action()
+    try:
+        page.wait_for_function("() => window.__torchlabRunChanges > 0", timeout=timeout_s * 1000)
+    except Exception as e:  # playwright's TimeoutError: say what was expected instead
+        raise AssertionError(f"the action did not start a Streamlit rerun within {timeout_s:.0f} s") from e
+    wait_for_app_idle(page, timeout_s)
+
+
+def query(page: Page) -> dict[str, str]:
+    """Return the page URL's query parameters (the last value of each)."""
+    return {key: values[-1] for key, values in parse_qs(urlsplit(page.url).query, keep_blank_values=True).items()}
+
+
+def heading(page: Page) -> str:
+    """Return the text of the page's main title (the first h1 in the main area)."""
+    h1 = page.locator('[data-testid="stMain"] h1').first
+    expect(h1).to_be_visible(timeout=TIMEOUT_MS)
+    return h1.inner_text().strip()
+
+
+def open_tab_panel(page: Page) -> Locator:
+    """Return the visible (open) tab panel of the lesson page."""
+    panel = page.locator('[data-testid="stTabPanel"]').filter(visible=True).first
+    expect(panel).to_be_visible(timeout=TIMEOUT_MS)
+    return panel
+
+
+def first_chart(scope: Page | Locator) -> Locator:
+    """Return the first visible Plotly chart in scope, once Plotly has drawn it."""
+    chart = scope.locator(PLOTLY).filter(visible=True).first
+    expect(chart.locator(".main-svg").first).to_be_attached(timeout=TIMEOUT_MS)
+    return chart
+
+
+def chart_data(chart: Locator) -> str:
+    """Return the chart's Plotly traces (`el.data`) as JSON text, to compare before and after a change."""
+    return str(chart.evaluate("el => JSON.stringify(el.data ?? null)"))
+
+
+def wait_for_charts_drawn(page: Page) -> None:
+    """Wait until every visible Plotly chart has its SVG drawn (they render after the script run)."""
+    charts = page.locator('[data-testid="stPlotlyChart"]').filter(visible=True)
+    for i in range(charts.count()):
+        expect(charts.nth(i).locator(".main-svg").first).to_be_attached(timeout=TIMEOUT_MS)
+
+
+def assert_no_error_elements(page: Page) -> None:
+    """Assert that the page shows neither a Python exception nor an st.error box."""
+    errors = page.locator(ERROR_ALERT).all_inner_texts()
+    assert page.locator(EXCEPTION).count() == 0, f"an exception is shown at {page.url}"
+    assert not errors, f"st.error shown at {page.url}: {errors}"
+
+
+def save_full_page_screenshot(page: Page, path: Path) -> None:
+    """Save the whole app, not just the viewport, as a PNG.
+
+    Streamlit scrolls inside its main container rather than the document, so Playwright's
+    full_page alone would stop at the viewport: grow the viewport to the content first.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size or VIEWPORT
+    height = int(page.evaluate(CONTENT_HEIGHT_JS))
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), MAX_SCREENSHOT_HEIGHT)})
+    try:
+        page.wait_for_timeout(500)  # let Plotly and the data grid relayout to the new height
+        wait_for_charts_drawn(page)
+        page.screenshot(path=str(path), full_page=True, animations="disabled")
+    finally:
+        page.set_viewport_size(size)
+
+
+def press(page: Page, key: str, times: int = 1) -> None:
+    """Press a key on the focused element, times times."""
+    for _ in range(times):
+        page.keyboard.press(key)
+
+
+def language_switch(page: Page) -> Locator:
+    """Return the sidebar's 'Language · 语言' selectbox (its combobox holds the chosen language)."""
+    return page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Language · 语言")
+
+
+def choose_language(page: Page, label: str) -> None:
+    """Pick a language in the sidebar's 'Language · 语言' selectbox and wait for the rerun."""
+    selectbox = page.locator(SIDEBAR_SELECTBOX).filter(has_text="Language")
+    expect(selectbox).to_be_visible(timeout=TIMEOUT_MS)
+    selectbox.click()
+    option = page.get_by_role("option", name=label, exact=True)
+    expect(option).to_be_visible(timeout=TIMEOUT_MS)
+    rerun_after(page, option.click)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="session")
+def app_server(artifacts: Path) -> Iterator[StreamlitServer]:
+    """Start this worker's `streamlit run` (log: test-artifacts/streamlit-server[-gwN].log); stop it at the end."""
+    log_path = artifacts / f"streamlit-server{worker_suffix()}.log"
+    log_path.unlink(missing_ok=True)
+    with streamlit_server(log_path) as server:
+        yield server
+
+
+@pytest.fixture
+def base_url(app_server: StreamlitServer) -> str:
+    """Return the URL of this worker's server, after checking that it is still running."""
+    app_server.assert_alive()
+    return app_server.url
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    """Yield a running Playwright driver."""
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Yield headless Debian Chromium (Playwright's own browser download does not work here)."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    yield browser
+    browser.close()
+
+
+@dataclass
+class PageEvents:
+    """What the browser reported while a test ran: uncaught JavaScript errors and dialogs (alert())."""
+
+    js_errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+    def on_dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+
+@pytest.fixture
+def page(browser: Browser, artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """Yield a page in a fresh browser context (a new Streamlit session), 1400x1000, English locale.
+
+    When the test fails, a screenshot goes to test-artifacts/failures/.
+    """
+    context = browser.new_context(viewport=VIEWPORT, locale="en-US")
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    yield page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        name = re.sub(r"[^\w.-]+", "_", request.node.name)
+        try:
+            page.screenshot(path=str(artifacts / "failures" / f"{name}.png"), full_page=True)
+        except Exception as e:  # the page may be gone; the failure itself matters more
+            print(f"could not save the failure screenshot: {e}", file=sys.stderr)
+    context.close()
+
+
+@pytest.fixture
+def events(page: Page) -> PageEvents:
+    """Return the record of the page's JavaScript errors and dialogs (listening from before the first goto)."""
+    recorded = PageEvents()
+    page.on("pageerror", lambda error: recorded.js_errors.append(str(error)))
+    page.on("dialog", recorded.on_dialog)
+    return recorded
+
+
+# ----------------------------------------------------------------------------------------------
+# Tests
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("page_name", list(PAGES))
+def test_page_renders_in_language_and_is_screenshotted(page: Page, events: PageEvents, base_url: str, artifacts: Path,
+                                                       page_name: str, lang: str) -> None:  # fmt: skip
+    """Every page in both languages: no exception or error box, charts drawn, the right language;
+    a full-page screenshot goes to test-artifacts/screenshots/<page>-<lang>.png."""
+    open_app(page, base_url, f"{PAGES[page_name]}?lang={lang}")
+    if page_name == "tensors":
+        expect(page.locator(PLOTLY).filter(visible=True).first).to_be_visible(timeout=TIMEOUT_MS)
+    wait_for_charts_drawn(page)
+    save_full_page_screenshot(page, artifacts / "screenshots" / f"{page_name}-{lang}.png")
+
+    assert_no_error_elements(page)
+    title = heading(page)
+    assert title == expected_title(page_name, lang)
+    if lang == "zh":
+        assert HAN.search(title), f"the zh title has no Chinese characters: {title!r}"
+    else:
+        assert EN_TITLE_WORDS[page_name] in title
+        assert not HAN.search(title), f"the en title has Chinese characters: {title!r}"
+    assert query(page).get("lang") == lang
+    assert events.js_errors == [], events.js_errors
+
+
+def test_slider_keyboard_changes_chart_and_url(page: Page, base_url: str) -> None:
+    """Focusing a slider thumb in the open tab and pressing ArrowRight reruns the experiment:
+    the chart's data and the URL's copy of that setting both change.
+
+    The default Creation function (randn) has only number boxes (n, seed), so the link picks
+    torch.normal, whose mean and std are sliders.
+    """
+    open_app(page, base_url, "/tensors?lang=en&tab=create&create.fn=normal")
+    panel = open_tab_panel(page)
+    slider = panel.get_by_role("slider").first  # <input type="range">: role "slider", implicitly
+    expect(slider).to_be_visible(timeout=TIMEOUT_MS)
+    value_before = float(slider.input_value())
+    data_before = chart_data(first_chart(panel))
+    query_before = query(page)
+
+    slider.focus()
+    rerun_after(page, lambda: press(page, "ArrowRight", times=3))
+
+    value_after = float(slider.input_value())
+    assert value_after > value_before, "ArrowRight did not move the slider"
+    wait_until(lambda: chart_data(first_chart(open_tab_panel(page))) != data_before,
+               "the chart's data did not change after the slider moved")  # fmt: skip
+    wait_until(lambda: query(page) != query_before, "the URL did not change after the slider moved")
+    changed = {k: v for k, v in query(page).items() if query_before.get(k) != v}
+    assert len(changed) == 1, f"expected exactly one URL value to change, got {changed}"
+    [(key, text)] = list(changed.items())
+    assert key.startswith("create."), changed
+    assert float(query_before[key]) == value_before and float(text) == value_after, (key, query_before[key], text)
+    assert_no_error_elements(page)
+
+
+def test_number_input_keyboard_changes_chart_and_url(page: Page, base_url: str) -> None:
+    """On the default Creation tab (randn), ArrowUp in the Seed box draws new numbers: `create.seed=`
+    in the URL follows and the histogram changes."""
+    open_app(page, base_url, "/tensors?lang=en")
+    panel = open_tab_panel(page)
+    seed = panel.get_by_role("spinbutton", name="Seed")
+    expect(seed).to_have_value("0", timeout=TIMEOUT_MS)
+    assert query(page).get("create.seed") == "0"
+    data_before = chart_data(first_chart(panel))
+
+    seed.focus()
+    for _ in range(2):
+        rerun_after(page, lambda: press(page, "ArrowUp"))
+
+    expect(seed).to_have_value("2", timeout=TIMEOUT_MS)
+    wait_until(lambda: query(page).get("create.seed") == "2", lambda: f"the URL did not follow the seed: {page.url}")
+    wait_until(lambda: chart_data(first_chart(open_tab_panel(page))) != data_before,
+               "the histogram did not change with the seed")  # fmt: skip
+    assert_no_error_elements(page)
+
+
+def test_language_switch_translates_and_survives_navigation(page: Page, base_url: str) -> None:
+    """Choosing 简体中文 in the sidebar translates the lesson at once, and Home stays in Chinese."""
+    zh = ui_strings("zh")
+    open_app(page, base_url, "/tensors?lang=en")
+    title_en = heading(page)
+    assert title_en == expected_title("tensors", "en")
+
+    choose_language(page, "简体中文")
+
+    wait_until(lambda: heading(page) != title_en, "the title was not translated after choosing 简体中文")
+    title_zh = heading(page)
+    assert HAN.search(title_zh), title_zh
+    assert title_zh == zh["nav.tensors"]
+    assert query(page).get("lang") == "zh", page.url
+    expect(language_switch(page)).to_have_value("简体中文", timeout=TIMEOUT_MS)
+    assert_no_error_elements(page)
+
+    home_link = page.locator(NAV_LINK).filter(has_text=zh["nav.home"])
+    expect(home_link).to_be_visible(timeout=TIMEOUT_MS)
+    rerun_after(page, home_link.click)
+
+    wait_until(lambda: urlsplit(page.url).path == "/", lambda: f"the Home link did not open Home: {page.url}")
+    title_home = heading(page)
+    assert HAN.search(title_home), f"Home is not in Chinese after navigating: {title_home!r}"
+    assert title_home == zh["home.title"]
+    assert query(page).get("lang") == "zh", page.url
+    expect(language_switch(page)).to_have_value("简体中文", timeout=TIMEOUT_MS)
+    assert_no_error_elements(page)
+
+
+HOSTILE_LINKS = {
+    # The link from the brief: the open (default) tab's value is rejected with a warning.
+    "mixed": ("create.n", "99999999999999",
+              "/tensors?lang=en&create.n=99999999999999&shape.shape=1e9x1e9"
+              "&layout.views=%3Cscript%3Ealert(1)%3C/script%3E"),
+    "shape": ("shape.shape", "1e9x1e9", "/tensors?lang=en&tab=shape&shape.shape=1e9x1e9"),
+    "script": ("layout.views", "<script>alert(1)</script>",
+               "/tensors?lang=en&tab=layout&layout.views=%3Cscript%3Ealert(1)%3C/script%3E"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_LINKS))
+def test_hostile_link_warns_and_still_draws(page: Page, events: PageEvents, base_url: str, case: str) -> None:
+    """A link with absurd or hostile values shows a warning, falls back to a default, runs no script,
+    raises nothing, and the experiment is still drawn."""
+    key, raw, path = HOSTILE_LINKS[case]
+    open_app(page, base_url, path)
+    expect(page.locator(WARNING_ALERT).first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator(PLOTLY).filter(visible=True).first).to_be_visible(timeout=TIMEOUT_MS)
+    wait_for_charts_drawn(page)
+    assert_no_error_elements(page)
+    assert query(page).get(key) != raw, f"the rejected value is still in the URL: {page.url}"
+    assert events.dialogs == [], f"a script from the link ran: {events.dialogs}"
+    assert page.locator("script", has_text="alert(1)").count() == 0, "the link's <script> reached the DOM"
+
+
+def test_deep_link_on_fresh_server_runs_the_router(browser: Browser, artifacts: Path) -> None:
+    """The first request to a new server is a lesson link: the router (language switch, sidebar) still runs.
+
+    Regression test: while the lessons lived in `pages/`, Streamlit's legacy multipage mode ran a
+    deep-linked lesson without app.py until some session had opened "/": English title despite
+    ?lang=zh, no language switch, raw file names in the sidebar. Needs its own, untouched server.
+    """
+    log_path = artifacts / f"streamlit-server-fresh{worker_suffix()}.log"
+    log_path.unlink(missing_ok=True)
+    with streamlit_server(log_path) as server:
+        context = browser.new_context(viewport=VIEWPORT, locale="en-US")
+        try:
+            page = context.new_page()
+            open_app(page, server.url, "/tensors?lang=zh")
+            nav = page.locator(NAV_LINK).all_inner_texts()
+            assert language_switch(page).count() == 1, f"no language switch in the sidebar; nav links: {nav}"
+            assert heading(page) == expected_title("tensors", "zh")
+            zh = ui_strings("zh")
+            assert [text.strip() for text in nav] == [zh["nav.home"], zh["nav.tensors"]]
+        finally:
+            context.close()
