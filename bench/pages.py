@@ -127,22 +127,10 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]
 # 1. Machine
 
 
-def cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo, or what platform knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_facts() -> dict[str, str]:
     """Return what the figures were measured on: CPU, cores, torch threads, device, versions."""
     facts = {
-        "cpu": cpu_model(),
+        "cpu": runner.cpu_model(),
         "cores": str(os.cpu_count() or 1),
         "cores_usable": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
         "torch_threads": str(torch.get_num_threads()),

@@ -151,6 +151,7 @@ def facts_table(facts: Sequence[TensorFacts], tr: Text, changed: Callable[[Tenso
             tr("size"): str(f.shape),
             tr("stride"): str(f.stride),
             tr("offset"): f.offset,
+            tr("data_ptr"): f"+{f.ptr_offset} B",
             tr("contiguous"): "✓" if f.contiguous else "✗",
             tr("storage"): f"#{f.storage_id}",
             tr("shares_x"): "✓" if f.storage_id == 0 else "✗",

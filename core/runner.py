@@ -213,12 +213,13 @@ def device_facts(device: torch.device | None = None) -> dict[str, str]:
         facts["memory_gb"] = f"{props.total_memory / 2**30:.1f}"
         facts["capability"] = f"{props.major}.{props.minor}"
     else:
-        facts["name"] = _cpu_model()
+        facts["name"] = cpu_model()
         facts["cores"] = str(os.cpu_count() or 1)
     return facts
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """Return the CPU's model name from /proc/cpuinfo, or what platform knows."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

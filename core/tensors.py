@@ -264,6 +264,7 @@ class TensorFacts:
     offset: int
     contiguous: bool
     storage_id: int  # tensors with equal ids share one storage
+    ptr_offset: int  # data_ptr() minus the storage's start, in bytes (= offset * element size)
     storage_index: np.ndarray  # storage cell of each element, same shape as the tensor
     values: np.ndarray
 
@@ -291,7 +292,8 @@ def describe(name: str, expr: str, t: torch.Tensor, ids: _StorageIds) -> TensorF
     """Return the memory facts of t, as torch reports them."""
     return TensorFacts(
         name, expr, tuple(t.shape), tuple(t.stride()), int(t.storage_offset()), t.is_contiguous(), ids(t),
-        storage_index(t.shape, t.stride(), int(t.storage_offset())), _to_numpy(t),
+        t.data_ptr() - t.untyped_storage().data_ptr(), storage_index(t.shape, t.stride(), int(t.storage_offset())),
+        _to_numpy(t),
     )  # fmt: skip
 
 

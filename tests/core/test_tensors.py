@@ -271,6 +271,7 @@ def assert_facts(facts: T.TensorFacts, t: torch.Tensor, x: torch.Tensor) -> None
     assert facts.shape == tuple(t.shape), facts.name
     assert facts.stride == t.stride(), facts.name
     assert facts.offset == t.storage_offset(), facts.name
+    assert facts.ptr_offset == t.storage_offset() * t.element_size(), facts.name
     assert facts.contiguous == t.is_contiguous(), facts.name
     assert (facts.storage_id == 0) == shares(t, x), facts.name
     np.testing.assert_array_equal(facts.values, t.numpy(), err_msg=facts.name)
