@@ -79,8 +79,42 @@ def _draw(spec: FieldSpec, prefix: str, label_key: str) -> None:
     elif spec.kind == "float":
         step = float(meta.get("step") or 0.1)
         st.slider(label, float(meta["lo"]), float(meta["hi"]), step=step, key=key, help=help_text)
+    elif spec.kind == "str":
+        area = st.text_area if _wide(spec) else st.text_input
+        area(label, key=key, help=help_text, max_chars=int(meta.get("max_len", 40)))
     else:
         st.text_input(label, key=key, help=help_text or t("widgets.shape_help"), max_chars=40)
+
+
+def _wide(spec: FieldSpec) -> bool:
+    """Free text longer than a word gets a full-width text area."""
+    return spec.kind == "str" and spec.meta.get("max_len", 0) > 60
+
+
+def preset_picker(prefix: str, presets: dict[str, Params]) -> None:
+    """Draw a choice of ready-made settings; picking one loads all its fields into the widgets."""
+
+    def load() -> None:
+        chosen = st.session_state.get(f"{prefix}._preset")
+        if chosen in presets:
+            for spec in type(presets[chosen]).specs():
+                st.session_state[f"{prefix}.{spec.name}"] = _widget_value(spec, getattr(presets[chosen], spec.name))
+
+    st.selectbox(t(f"{prefix}.preset"), list(presets), index=None, key=f"{prefix}._preset", on_change=load,
+                 format_func=lambda name: t(f"{prefix}.preset_choices.{name}", default=name),
+                 placeholder=t("widgets.preset_placeholder"))  # fmt: skip
+
+
+def index_slider(key: str, label: str, count: int, default: int) -> int:
+    """A slider over 0..count kept in the URL under `key` (a value the URL gives out of range is clamped)."""
+    if key not in st.session_state:
+        raw = st.query_params.get(key, "")
+        st.session_state[key] = min(max(int(raw), 0), count) if raw.isdigit() and len(raw) < 6 else default
+    st.session_state[key] = min(st.session_state[key], count)
+    value = int(st.slider(label, 0, max(count, 1), key=key, disabled=count == 0))
+    if st.query_params.get(key) != str(value):
+        st.query_params[key] = str(value)
+    return value
 
 
 def _read(spec: FieldSpec, prefix: str) -> Any:
@@ -115,8 +149,11 @@ def param_widgets(cls: type[P], prefix: str, columns: int = 3) -> P | None:
     roles_fn = getattr(current, "roles", None)
     roles: dict[str, str] = roles_fn() if roles_fn else {s.name: s.name for s in cls.specs()}
     shown = [s for s in cls.specs() if s.name in roles and not _hidden(prefix, s.name)]
-    cols = st.columns(min(columns, max(1, len(shown))))
-    for i, spec in enumerate(shown):
+    for spec in (s for s in shown if _wide(s)):
+        _draw(spec, prefix, roles[spec.name])
+    narrow = [s for s in shown if not _wide(s)]
+    cols = st.columns(min(columns, max(1, len(narrow))))
+    for i, spec in enumerate(narrow):
         with cols[i % len(cols)]:
             _draw(spec, prefix, roles[spec.name])
     if error is None:
