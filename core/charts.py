@@ -15,6 +15,14 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.autograd import GraphResult
+from core.autograd_mechanics import (
+    AccumulateResult,
+    CustomResult,
+    DetachResult,
+    HigherResult,
+    HooksResult,
+    NogradResult,
+)
 from core.tensors import (
     BroadcastResult,
     CreateResult,
@@ -312,3 +320,96 @@ def autograd_dot(r: GraphResult, tr: Text, step: int | None = None) -> str:
 def grads_table(r: GraphResult, tr: Text) -> pd.DataFrame:
     """Return one row per named tensor with its .grad (None shown as a dash)."""
     return pd.DataFrame({tr("tensor"): [name for name, _ in r.grads], ".grad": [g or "None" for _, g in r.grads]})
+
+
+# ----------------------------------------------------------------------------------------------
+# Autograd mechanics
+
+
+def accumulate_figure(r: AccumulateResult, tr: Text) -> go.Figure:
+    """x.grad and w.grad after each backward call (markers) against what theory predicts (dashed)."""
+    fig = go.Figure()
+    for name, measured, expected, color in (("x", r.x_grad, r.x_grad_expected, STORAGE_COLORS[0]),
+                                            ("w", r.w_grad, r.w_grad_expected, STORAGE_COLORS[1])):  # fmt: skip
+        fig.add_scatter(x=r.calls, y=measured, mode="markers", marker={"size": 11, "color": color}, name=f"{name}.grad")
+        fig.add_scatter(x=r.calls, y=expected, mode="lines", line={"dash": "dash", "color": color},
+                        name=f"{name}.grad {tr('theory')}")  # fmt: skip
+    fig.update_xaxes(title=tr("calls"), dtick=1)
+    fig.update_yaxes(title=".grad")
+    return _finish(fig, tr("accumulate_title"))
+
+
+def detach_table(r: DetachResult, tr: Text) -> pd.DataFrame:
+    """Return, for .data and detach(), a.grad (or the error) next to the true gradient and the version counters."""
+    rows = []
+    for way in (r.data, r.detach):
+        rows.append({
+            tr("way"): ".data" if way.way == "data" else ".detach()",
+            "a.grad": "—" if way.grad is None else ", ".join(_fmt(v) for v in way.grad),
+            tr("true_grad"): ", ".join(f"{v:.4g}" for v in r.true_grad),
+            tr("version"): f"{way.out_version_before} → {way.out_version_after}",
+            tr("outcome"): tr("raised") if way.torch_error else (tr("right") if way.grad is not None and
+                           np.allclose(way.grad, r.true_grad) else tr("silently_wrong")),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def nograd_figure(r: NogradResult, tr: Text) -> go.Figure:
+    """Bytes saved for backward in each grad mode (bars), split into weights and activations."""
+    modes = [tr(m) for m in r.modes]
+    weights = r.saved_weight_bytes / 2**20
+    activations = (r.saved_bytes - r.saved_weight_bytes) / 2**20
+    fig = go.Figure([
+        go.Bar(x=modes, y=activations, name=tr("activations"), marker_color=STORAGE_COLORS[0]),
+        go.Bar(x=modes, y=weights, name=tr("weights"), marker_color=STORAGE_COLORS[2]),
+    ])  # fmt: skip
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(title=tr("saved_mib"))
+    fig.update_xaxes(title=tr("mode"))
+    return _finish(fig, tr("nograd_title"))
+
+
+def nograd_table(r: NogradResult, tr: Text) -> pd.DataFrame:
+    """Return graph nodes, saved tensors, saved bytes and requires_grad per mode."""
+    return pd.DataFrame({
+        tr("mode"): [tr(m) for m in r.modes],
+        tr("graph_nodes"): r.graph_nodes,
+        tr("saved_tensors"): r.saved_tensors,
+        tr("saved_bytes"): [f"{int(b):,}" for b in r.saved_bytes],
+        "requires_grad": ["✓" if v else "✗" for v in r.requires_grad],
+        tr("max_diff"): [f"{v:.1e}" for v in r.max_abs_diff],
+    })  # fmt: skip
+
+
+def higher_figure(r: HigherResult, tr: Text) -> go.Figure:
+    """f, f' and f'' from autograd (solid) against the analytic derivatives (dotted)."""
+    fig = go.Figure()
+    for name, measured, exact, color in (("f", r.f, None, STORAGE_COLORS[0]), ("f′", r.d1, r.d1_exact, STORAGE_COLORS[1]),
+                                         ("f″", r.d2, r.d2_exact, "#e45756")):  # fmt: skip
+        fig.add_scatter(x=r.x, y=measured, mode="lines", line={"color": color, "width": 3}, name=f"{name} (autograd)")
+        if exact is not None:
+            fig.add_scatter(x=r.x, y=exact, mode="lines", line={"color": "#222222", "dash": "dot", "width": 1.5},
+                            name=f"{name} ({tr('analytic')})")  # fmt: skip
+    fig.update_xaxes(title="x")
+    fig.update_yaxes(title=tr("value"))
+    return _finish(fig, tr("higher_title"), height=400)
+
+
+def hooks_table(r: HooksResult, tr: Text) -> pd.DataFrame:
+    """Return x.grad without and with the tensor hook, and what autograd.grad returned, per element of x."""
+    return pd.DataFrame({
+        "x": [f"{v:.4g}" for v in r.x],
+        tr("plain"): [f"{v:.4g}" for v in r.grad_plain],
+        tr("hooked"): [f"{v:.4g}" for v in r.grad_hooked],
+        "autograd.grad": [f"{v:.4g}" for v in r.autograd_grad],
+    })  # fmt: skip
+
+
+def custom_table(r: CustomResult, tr: Text) -> pd.DataFrame:
+    """Return the custom backward's gradients next to plain torch's, for w, x and b."""
+    return pd.DataFrame({
+        tr("input"): ["w", "x", "b"],
+        tr("custom"): [f"{v:.4g}" for v in r.custom_grads],
+        tr("plain_torch"): [f"{v:.4g}" for v in r.torch_grads],
+        tr("agree"): ["✓" if np.isclose(a, b) else "✗" for a, b in zip(r.custom_grads, r.torch_grads, strict=True)],
+    })  # fmt: skip

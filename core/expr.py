@@ -19,9 +19,9 @@ import torch
 
 from core.params import InvalidParams
 
-MAX_CHARS = 500
-MAX_DEPTH = 24
-MAX_NODES = 200
+MAX_CHARS = 800
+MAX_DEPTH = 128  # a + b + c ... nests to the left: a 200-node graph needs ~100 levels
+MAX_NODES = 400  # syntax nodes; about two per graph node
 MAX_CONSTANT = 1e6
 MAX_EXPONENT = 16
 MAX_STATEMENTS = 12

@@ -16,4 +16,8 @@ TENSORS = Lesson(
     "tensors", "views/tensors.py",
     ("create", "shape", "layout", "broadcast", "index", "inplace", "numpy", "dtype", "pitfalls"),
 )  # fmt: skip
-LESSONS = (TENSORS,)
+AUTOGRAD = Lesson(
+    "autograd", "views/autograd.py",
+    ("graph", "backward", "accumulate", "retain", "detach", "nograd", "hooks", "custom", "pitfalls"),
+)  # fmt: skip
+LESSONS = (TENSORS, AUTOGRAD)

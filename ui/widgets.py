@@ -7,6 +7,7 @@ A teacher hides controls with `?_hide=prefix.name,prefix2` (a whole experiment b
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import streamlit as st
@@ -61,8 +62,7 @@ def _draw(spec: FieldSpec, prefix: str, label_key: str) -> None:
     help_text = t(f"{prefix}.{label_key}_help") if has(f"{prefix}.{label_key}_help") else None
     meta = spec.meta
 
-    def option_label(option: str) -> str:
-        return t(f"{prefix}.{spec.name}_choices.{option}", default=option)
+    option_label = _labeller(f"{prefix}.{spec.name}_choices", meta.get("choices", ()))
 
     if spec.kind == "bool":
         st.toggle(label, key=key, help=help_text)
@@ -86,6 +86,15 @@ def _draw(spec: FieldSpec, prefix: str, label_key: str) -> None:
         st.text_input(label, key=key, help=help_text or t("widgets.shape_help"), max_chars=40)
 
 
+def _labeller(table: str, options: Iterable[str]) -> Callable[[str], str]:
+    """Return a format_func: option -> its translated label, looked up now, in this run's language.
+
+    A label given back to it maps to itself, so a value that is already a label stays readable.
+    """
+    labels = {option: t(f"{table}.{option}", default=option) for option in options}
+    return lambda option: labels.get(option, option)
+
+
 def _wide(spec: FieldSpec) -> bool:
     """Free text longer than a word gets a full-width text area."""
     return spec.kind == "str" and spec.meta.get("max_len", 0) > 60
@@ -101,7 +110,7 @@ def preset_picker(prefix: str, presets: dict[str, Params]) -> None:
                 st.session_state[f"{prefix}.{spec.name}"] = _widget_value(spec, getattr(presets[chosen], spec.name))
 
     st.selectbox(t(f"{prefix}.preset"), list(presets), index=None, key=f"{prefix}._preset", on_change=load,
-                 format_func=lambda name: t(f"{prefix}.preset_choices.{name}", default=name),
+                 format_func=_labeller(f"{prefix}.preset_choices", presets),
                  placeholder=t("widgets.preset_placeholder"))  # fmt: skip
 
 

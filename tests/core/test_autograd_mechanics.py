@@ -1,0 +1,662 @@
+"""The Autograd lesson's mechanics against theory or an independent computation written here, in the test."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core import autograd_mechanics as A
+from core.autograd_mechanics import (
+    GRAD_MODES,
+    HIGHER_FNS,
+    AccumulateParams,
+    CustomParams,
+    DetachParams,
+    HigherParams,
+    HooksParams,
+    NogradParams,
+    RetainParams,
+)
+from core.params import FieldSpec, InvalidParams, Params
+from core.runner import ExperimentError, execute
+
+CPU = torch.device("cpu")  # the scripts and the independent computations use CPU generators
+
+
+def run(run_fn: Callable[[Any, Any], Any], params: Params) -> Any:
+    """Run an experiment through the runner, on the CPU."""
+    return execute(run_fn, params, device=CPU)
+
+
+def query_id(p: Params) -> str:
+    return f"{type(p).__name__}-" + "&".join(f"{k[2:]}={v}" for k, v in p.to_query("p").items())
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Gradients accumulate: y = (x + w)(w + 1), so dy/dx = w + 1 and dy/dw = x + 2w + 1
+
+
+ACCUMULATE_CASES = [
+    AccumulateParams(),
+    AccumulateParams(k=7, x=-3.5, w=2.5),
+    AccumulateParams(k=5, zero_grad=True, x=0.5, w=-4.0),
+    AccumulateParams(k=1, x=10.0, w=-10.0),
+    AccumulateParams(k=20, zero_grad=True),
+]
+
+
+def test_accumulate_default_matches_the_curriculum() -> None:
+    result = run(A.run_accumulate, AccumulateParams(k=1))
+    assert (result.x_grad_once, result.w_grad_once) == (2.0, 5.0)
+    assert result.y == 6.0
+
+
+@pytest.mark.parametrize("p", ACCUMULATE_CASES, ids=query_id)
+def test_accumulated_gradients_grow_by_one_gradient_per_call(p: AccumulateParams) -> None:
+    result = run(A.run_accumulate, p)
+    dx, dw = p.w + 1, p.x + 2 * p.w + 1
+    calls = np.arange(1, p.k + 1)
+    times = np.ones(p.k) if p.zero_grad else calls
+    np.testing.assert_array_equal(result.calls, calls)
+    np.testing.assert_allclose(result.x_grad, times * dx, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(result.w_grad, times * dw, rtol=1e-6, atol=1e-5)
+    assert result.x_grad_once == pytest.approx(dx, rel=1e-6, abs=1e-6)
+    assert result.w_grad_once == pytest.approx(dw, rel=1e-6, abs=1e-6)
+    np.testing.assert_allclose(result.x_grad_expected, result.x_grad, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(result.w_grad_expected, result.w_grad, rtol=1e-6, atol=1e-5)
+    assert result.y == pytest.approx((p.x + p.w) * (p.w + 1), rel=1e-6, abs=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. retain_graph
+
+
+SECOND_TIME = "backward through the graph a second time"
+
+
+@pytest.mark.parametrize(("x", "w"), [(2.0, 1.0), (-3.0, 4.5)])
+def test_second_backward_without_retain_graph_raises_torchs_error(x: float, w: float) -> None:
+    result = run(A.run_retain, RetainParams(retain_graph=False, x=x, w=w))
+    assert result.torch_error is not None and SECOND_TIME in result.torch_error
+    assert result.x_grad_second is None and result.w_grad_second is None
+    assert (result.x_grad_first, result.w_grad_first) == pytest.approx((w + 1, x + 2 * w + 1))
+    # The same error, raised here by a graph built differently (autograd.grad frees it too).
+    leaf = torch.tensor(x, requires_grad=True)
+    z = (leaf + w) * (leaf * 0 + w + 1)
+    torch.autograd.grad(z, leaf)
+    with pytest.raises(RuntimeError, match=SECOND_TIME):
+        torch.autograd.grad(z, leaf)
+
+
+@pytest.mark.parametrize(("x", "w"), [(2.0, 1.0), (-3.0, 4.5), (0.0, -1.0)])
+def test_retained_graph_gives_twice_the_gradient(x: float, w: float) -> None:
+    result = run(A.run_retain, RetainParams(retain_graph=True, x=x, w=w))
+    assert result.torch_error is None
+    assert (result.x_grad_first, result.w_grad_first) == pytest.approx((w + 1, x + 2 * w + 1))
+    assert result.x_grad_second == pytest.approx(2 * result.x_grad_first)
+    assert result.w_grad_second == pytest.approx(2 * result.w_grad_first)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. detach vs .data
+
+
+DETACH_CASES = [
+    DetachParams(),
+    DetachParams(way="detach"),
+    DetachParams(values="linspace", n=8),
+    DetachParams(way="detach", values="linspace", n=1),
+    DetachParams(values="arange", n=8),
+]
+
+
+def true_sigmoid_grad(a: np.ndarray) -> np.ndarray:
+    """Return d/da sum(sigmoid(a)), by autograd on an untouched graph."""
+    leaf = torch.from_numpy(a.astype(np.float64)).requires_grad_()  # float32 would lose 1 - s for large a
+    leaf.sigmoid().sum().backward()
+    assert leaf.grad is not None
+    return leaf.grad.numpy()
+
+
+@pytest.mark.parametrize("p", DETACH_CASES, ids=query_id)
+def test_data_is_silently_wrong_and_detach_raises(p: DetachParams) -> None:
+    result = run(A.run_detach, p)
+    expected_a = np.arange(1, p.n + 1) if p.values == "arange" else np.linspace(-2, 2, p.n)
+    np.testing.assert_allclose(result.a, expected_a, atol=1e-6)
+    np.testing.assert_allclose(result.out, 1 / (1 + np.exp(-expected_a)), rtol=1e-6)
+    np.testing.assert_allclose(result.true_grad, true_sigmoid_grad(result.a), rtol=1e-6)
+    # .data: no error, all-zero gradient, which is wrong (sigmoid' > 0 everywhere).
+    assert result.data.torch_error is None and result.data.grad is not None
+    np.testing.assert_array_equal(result.data.grad, np.zeros(p.n))
+    assert np.all(result.true_grad > 0) and not np.allclose(result.data.grad, result.true_grad)
+    # detach: autograd notices the in-place change and refuses.
+    assert result.detach.grad is None
+    assert result.detach.torch_error is not None and "inplace" in result.detach.torch_error
+    # Both ways wrote zeros into out's memory; only detach's c shares out's version counter.
+    for way in (result.data, result.detach):
+        np.testing.assert_array_equal(way.out_after, np.zeros(p.n))
+        assert way.out_version_before == 0 and way.c_version_after == 1
+    assert result.data.out_version_after == 0
+    assert result.detach.out_version_after == 1
+    assert result.torch_error == result.chosen(p.way).torch_error
+    assert result.chosen("data") is result.data and result.chosen("detach") is result.detach
+
+
+# --------------------------------------------------------------------------------------------
+# 4. no_grad, inference_mode, requires_grad_(False)
+
+
+NOGRAD_CASES = [
+    NogradParams(),
+    NogradParams(width=8, depth=1, batch=1, seed=3),
+    NogradParams(width=40, depth=5, batch=7, seed=11),
+    NogradParams(width=128, depth=8, batch=512, seed=2),
+]
+
+
+def saved_storages(output: torch.Tensor) -> dict[int, int]:
+    """Return {storage pointer: bytes} of every tensor the graph saved, read from the nodes' _saved_* attributes."""
+    storages: dict[int, int] = {}
+    seen: list[Any] = []
+    stack = [output.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or any(node is other for other in seen):
+            continue
+        seen.append(node)
+        for name in dir(node):
+            value = getattr(node, name) if name.startswith("_saved_") else None
+            if isinstance(value, torch.Tensor):
+                storages[value.untyped_storage().data_ptr()] = value.untyped_storage().nbytes()
+        stack.extend(child for child, _ in node.next_functions)
+    return storages
+
+
+def functional_mlp(p: NogradParams) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """Return the experiment's weights and input, drawn here in the same order from a fresh generator."""
+    g = torch.Generator().manual_seed(p.seed)
+    bound = p.width**-0.5
+    layers = []
+    for _ in range(p.depth):
+        weight = torch.rand(p.width, p.width, generator=g) * (2 * bound) - bound
+        bias = torch.rand(p.width, generator=g) * (2 * bound) - bound
+        layers.append((weight, bias))
+    return layers, torch.randn(p.batch, p.width, generator=g)
+
+
+@pytest.mark.parametrize("p", NOGRAD_CASES, ids=query_id)
+def test_only_grad_mode_builds_a_graph_and_saves_tensors(p: NogradParams) -> None:
+    result = run(A.run_nograd, p)
+    assert result.modes == GRAD_MODES == ("grad", "no_grad", "inference_mode", "frozen")
+    # Per layer: AddmmBackward0, TBackward0, ReluBackward0 and AccumulateGrad for weight and bias.
+    np.testing.assert_array_equal(result.graph_nodes, [5 * p.depth, 0, 0, 0])
+    np.testing.assert_array_equal(result.requires_grad, [True, False, False, False])
+    np.testing.assert_array_equal(result.saved_bytes[1:], [0, 0, 0])
+    np.testing.assert_array_equal(result.saved_tensors[1:], [0, 0, 0])
+    assert result.saved_bytes[0] > 0
+    # Each saved activation (the input, every ReLU output) once; a weight is saved (as W.t()) only where
+    # its input needs a gradient, i.e. every layer but the first, and that is parameter memory.
+    activations = 4 * (p.depth + 1) * p.batch * p.width
+    weights = 4 * (p.depth - 1) * p.width * p.width
+    assert result.saved_bytes[0] == activations + weights
+    assert result.saved_weight_bytes[0] == weights
+    # ReLU saves its output, addmm its input (and W.t() from layer 2 on): 2 + 3 * (depth - 1) tensors.
+    assert result.saved_tensors[0] == 2 + 3 * (p.depth - 1)
+    assert result.weight_bytes == 4 * p.depth * (p.width * p.width + p.width)
+    assert result.activation_bytes == 4 * p.batch * p.width
+    np.testing.assert_array_equal(result.max_abs_diff, np.zeros(len(GRAD_MODES)))
+
+
+@pytest.mark.parametrize("p", NOGRAD_CASES[:3], ids=query_id)
+def test_saved_bytes_equal_what_the_graph_holds(p: NogradParams) -> None:
+    result = run(A.run_nograd, p)
+    layers, X = functional_mlp(p)
+    h = X
+    params = []
+    for weight, bias in layers:
+        weight.requires_grad_()
+        bias.requires_grad_()
+        params += [weight, bias]
+        h = torch.relu(torch.nn.functional.linear(h, weight, bias))
+    storages = saved_storages(h)
+    param_ptrs = {q.untyped_storage().data_ptr() for q in params}
+    assert result.saved_bytes[0] == sum(storages.values())
+    assert result.saved_weight_bytes[0] == sum(n for ptr, n in storages.items() if ptr in param_ptrs)
+    assert result.output_sum == pytest.approx(h.detach().sum().item(), rel=1e-5)
+
+
+def test_graph_nodes_count_shared_nodes_once() -> None:
+    x = torch.tensor(1.0, requires_grad=True)
+    u = x * 2  # used twice below: one MulBackward0, reached along two paths
+    y = u * u + u
+    # AddBackward0, MulBackward0 (u * u), MulBackward0 (x * 2), AccumulateGrad(x)
+    assert A.count_graph_nodes(y) == 4
+    assert A.count_graph_nodes(x) == 0 and A.count_graph_nodes(x.detach()) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Hooks and autograd.grad
+
+
+HOOKS_CASES = [HooksParams(), HooksParams(scale=-1.5, seed=7), HooksParams(scale=0.0, seed=1), HooksParams(scale=5.0, seed=99)]
+
+
+@pytest.mark.parametrize("p", HOOKS_CASES, ids=query_id)
+def test_hooks_scale_capture_and_autograd_grad(p: HooksParams) -> None:
+    result = run(A.run_hooks, p)
+    x, W, b = (v.astype(np.float64) for v in (result.x, result.weight, result.bias))
+    assert W.shape == (A.HOOK_OUT, A.HOOK_IN) and x.shape == (A.HOOK_IN,)
+    h = W @ x + b
+    # y = sum((Wx + b)^2)  =>  dy/dx = 2 W^T (Wx + b)
+    np.testing.assert_allclose(result.grad_plain, 2 * W.T @ h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.grad_hooked, p.scale * result.grad_plain, rtol=1e-6, atol=1e-6)
+    assert result.y == pytest.approx(float(h @ h), rel=1e-5)
+    np.testing.assert_allclose(result.activation, h, rtol=1e-5, atol=1e-6)
+    assert result.activation_shape == (A.HOOK_OUT,)
+    assert result.activation_mean == pytest.approx(h.mean(), rel=1e-5, abs=1e-6)
+    assert result.activation_std == pytest.approx(h.std(ddof=1), rel=1e-5)
+    np.testing.assert_allclose(result.autograd_grad, result.grad_plain, rtol=1e-6, atol=1e-7)
+    assert result.x_grad_none_after_autograd_grad is True
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Higher derivatives
+
+
+def analytic(fn: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return f, f', f'' written differently from the module (cosh, sinh, polynomials in s)."""
+    if fn == "sin":
+        return np.sin(x), np.sin(x + np.pi / 2), np.sin(x + np.pi)
+    if fn == "tanh":
+        return np.tanh(x), 1 / np.cosh(x) ** 2, -2 * np.sinh(x) / np.cosh(x) ** 3
+    if fn == "sigmoid":
+        s = np.exp(-np.logaddexp(0, -x))
+        return s, s - s**2, s - 3 * s**2 + 2 * s**3
+    if fn == "cube":
+        return x * x * x, 3 * x * x, 6 * x
+    g = np.exp(-x * x)
+    return g, -2 * x * g, 4 * x * x * g - 2 * g
+
+
+HIGHER_CASES = [
+    *[HigherParams(fn=fn) for fn in HIGHER_FNS],
+    HigherParams(fn="cube", lo=-10.0, hi=10.0, points=400),
+    HigherParams(fn="sigmoid", lo=-10.0, hi=-9.5, points=8),
+    HigherParams(fn="gauss", lo=0.5, hi=3.0, points=17),
+    HigherParams(fn="tanh", lo=-10.0, hi=10.0, points=57),
+]
+
+
+@pytest.mark.parametrize("p", HIGHER_CASES, ids=query_id)
+def test_second_derivatives_match_the_analytic_ones(p: HigherParams) -> None:
+    result = run(A.run_higher, p)
+    x = np.linspace(p.lo, p.hi, p.points)
+    np.testing.assert_allclose(result.x, x, atol=1e-12)
+    f, d1, d2 = analytic(p.fn, result.x)
+    np.testing.assert_allclose(result.f, f, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(result.d1, d1, atol=1e-5)
+    np.testing.assert_allclose(result.d2, d2, atol=1e-5)
+    np.testing.assert_allclose(result.d1_exact, d1, atol=1e-9)
+    np.testing.assert_allclose(result.d2_exact, d2, atol=1e-9)
+    assert result.d1_max_error == pytest.approx(float(np.abs(result.d1 - result.d1_exact).max()), abs=0)
+    assert result.d2_max_error == pytest.approx(float(np.abs(result.d2 - result.d2_exact).max()), abs=0)
+    assert result.d1_max_error < 1e-9 and result.d2_max_error < 1e-9
+
+
+@pytest.mark.parametrize("fn", HIGHER_FNS)
+def test_first_derivative_agrees_with_finite_differences(fn: str) -> None:
+    result = run(A.run_higher, HigherParams(fn=fn, lo=-2.0, hi=2.0, points=41))
+    h = 1e-5
+    f_plus, _, _ = analytic(fn, result.x + h)
+    f_minus, _, _ = analytic(fn, result.x - h)
+    np.testing.assert_allclose(result.d1, (f_plus - f_minus) / (2 * h), atol=1e-6)
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(1.0, 1.0), (4.0, -4.0), (10.0, -10.0)])
+def test_higher_refuses_an_empty_range(lo: float, hi: float) -> None:
+    with pytest.raises(InvalidParams) as e:
+        run(A.run_higher, HigherParams(lo=lo, hi=hi))
+    assert (e.value.field, e.value.key, e.value.info) == ("hi", "must_exceed", {"other": lo})
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Custom autograd.Function
+
+
+CUSTOM_CASES = [CustomParams(), CustomParams(w=-1.5, x=4.0, b=-2.0, seed=5), CustomParams(w=0.0, x=0.0, b=0.0, seed=9)]
+
+
+@pytest.mark.parametrize("p", CUSTOM_CASES, ids=query_id)
+def test_multiply_add_matches_plain_torch_and_passes_gradcheck(p: CustomParams) -> None:
+    result = run(A.run_custom, p)
+    assert result.z == pytest.approx(p.w * p.x + p.b, abs=1e-6)
+    np.testing.assert_allclose(result.torch_grads, [p.x, p.w, 1.0], atol=1e-6)
+    np.testing.assert_allclose(result.custom_grads, result.torch_grads, atol=1e-6)
+    assert result.gradcheck_ok is True and result.torch_error is None
+
+
+@pytest.mark.parametrize("p", [CustomParams(broken=True), CustomParams(broken=True, w=1.0, x=1.0, seed=4)], ids=query_id)
+def test_gradcheck_catches_the_broken_backward(p: CustomParams) -> None:
+    result = run(A.run_custom, p)
+    assert result.gradcheck_ok is False
+    assert result.torch_error is not None and "Jacobian mismatch" in result.torch_error
+    np.testing.assert_allclose(result.torch_grads, [p.x, p.w, 1.0], atol=1e-6)
+    np.testing.assert_allclose(result.custom_grads, [p.w, p.x, 1.0], atol=1e-6)  # x and w swapped
+    # With x == w the swap is invisible on the student's numbers: only gradcheck's random inputs show it.
+    assert np.array_equal(result.custom_grads, result.torch_grads) == (p.x == p.w)
+
+
+def test_gradcheck_verdicts_hold_on_other_inputs() -> None:
+    g = torch.Generator().manual_seed(123)
+    inputs = tuple(torch.randn(2, 3, generator=g, dtype=torch.float64).requires_grad_() for _ in range(3))
+    assert torch.autograd.gradcheck(A.MultiplyAdd.apply, inputs)
+    assert not torch.autograd.gradcheck(A.BrokenMultiplyAdd.apply, inputs, raise_exception=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry and determinism
+
+
+def test_registry_names_every_experiment() -> None:
+    assert list(A.EXPERIMENTS) == ["accumulate", "retain", "detach", "nograd", "hooks", "higher", "custom"]
+    for exp in A.EXPERIMENTS.values():
+        exp.params().validate()
+        assert "import torch" in exp.code(exp.params())
+
+
+def assert_same(a: Any, b: Any, path: str = "result") -> None:
+    """Assert two results are equal in every field (arrays exactly)."""
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        assert type(a) is type(b), path
+        for f in dataclasses.fields(a):
+            assert_same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, path
+        assert np.array_equal(a, b), path
+    else:
+        assert a == b, path
+
+
+DETERMINISM_CASES = [
+    (A.run_accumulate, AccumulateParams(k=9, x=1.5)),
+    (A.run_retain, RetainParams(retain_graph=True)),
+    (A.run_detach, DetachParams(values="linspace", n=5)),
+    (A.run_nograd, NogradParams(width=64, depth=4, batch=16, seed=8)),
+    (A.run_hooks, HooksParams(scale=3.0, seed=21)),
+    (A.run_higher, HigherParams(fn="gauss", points=60)),
+    (A.run_custom, CustomParams(broken=True, seed=6)),
+]
+
+
+@pytest.mark.parametrize(("run_fn", "p"), DETERMINISM_CASES, ids=[query_id(p) for _, p in DETERMINISM_CASES])
+def test_same_params_same_result(run_fn: Callable[[Any, Any], Any], p: Params) -> None:
+    assert_same(run(run_fn, p), run(run_fn, p))
+
+
+def test_same_results_from_eight_threads_at_once() -> None:
+    # saved_tensors_hooks and grad modes are thread-local: one student's count must not see another's tensors.
+    references = [run(fn, p) for fn, p in DETERMINISM_CASES]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda job: run(*job), DETERMINISM_CASES * 2))
+    for result, reference in zip(results, references * 2, strict=True):
+        assert_same(result, reference)
+
+
+def test_the_seed_changes_the_random_experiments() -> None:
+    assert run(A.run_nograd, NogradParams(seed=1)).output_sum != run(A.run_nograd, NogradParams(seed=2)).output_sum
+    assert not np.array_equal(run(A.run_hooks, HooksParams(seed=1)).x, run(A.run_hooks, HooksParams(seed=2)).x)
+
+
+# --------------------------------------------------------------------------------------------
+# Property: every input runs or is refused cleanly
+
+
+PARAMS_CLASSES = [AccumulateParams, RetainParams, DetachParams, NogradParams, HooksParams, HigherParams, CustomParams]
+RESULT_TYPES = {
+    AccumulateParams: A.AccumulateResult, RetainParams: A.RetainResult, DetachParams: A.DetachResult,
+    NogradParams: A.NogradResult, HooksParams: A.HooksResult, HigherParams: A.HigherResult, CustomParams: A.CustomResult,
+}  # fmt: skip
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6), st.tuples(st.integers()))
+
+
+def test_every_params_class_is_covered() -> None:
+    assert {e.params for e in A.EXPERIMENTS.values()} == set(PARAMS_CLASSES) == set(RESULT_TYPES)
+
+
+def valid_value(spec: FieldSpec) -> st.SearchStrategy[Any]:
+    """Values the declaration accepts; small sizes favoured so that the property stays quick."""
+    meta = spec.meta
+    if spec.kind == "bool":
+        return st.booleans()
+    if spec.kind == "int":
+        lo, hi = int(meta["lo"]), int(meta["hi"])
+        return st.one_of(st.integers(lo, min(hi, lo + 16)), st.sampled_from([lo, hi]), st.integers(lo, hi))
+    if spec.kind == "float":
+        return st.one_of(st.floats(meta["lo"], meta["hi"]), st.sampled_from([meta["lo"], meta["hi"]]))
+    return st.sampled_from(meta["choices"])
+
+
+def invalid_value(spec: FieldSpec) -> st.SearchStrategy[Any]:
+    """Values out of bounds, of the wrong type, or not finite."""
+    meta = spec.meta
+    options: list[st.SearchStrategy[Any]] = [JUNK]
+    if "lo" in meta:
+        lo, hi = meta["lo"], meta["hi"]
+        options += [st.integers(max_value=math.floor(lo) - 1), st.integers(min_value=math.ceil(hi) + 1)]
+        options += [st.sampled_from([math.nan, math.inf, -math.inf, lo - 0.5, hi + 0.5])]
+    return st.one_of(*options)
+
+
+@st.composite
+def any_params(draw: st.DrawFn, cls: type[Params]) -> Params:
+    """Valid values for every field, then up to two replaced by hostile ones."""
+    specs = cls.specs()
+    values = {s.name: draw(valid_value(s)) for s in specs}
+    for spec in draw(st.lists(st.sampled_from(specs), max_size=2)):
+        values[spec.name] = draw(invalid_value(spec))
+    return cls(**values)
+
+
+@pytest.mark.parametrize("cls", PARAMS_CLASSES, ids=lambda c: c.__name__)
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_params_run_or_are_refused(cls: type[Params], data: st.DataObject) -> None:
+    p = data.draw(any_params(cls))
+    run_fn = A.EXPERIMENTS[next(k for k, e in A.EXPERIMENTS.items() if e.params is cls)].run
+    try:
+        p.validate()
+        valid = True
+    except InvalidParams:
+        valid = False
+    try:
+        result = run(run_fn, p)
+    except InvalidParams:
+        assert not valid
+        return
+    except ExperimentError as e:
+        assert valid and e.key == "budget"
+        return
+    assert valid
+    assert isinstance(result, RESULT_TYPES[cls])
+
+
+# --------------------------------------------------------------------------------------------
+# Every generated script runs on its own and prints what the result holds
+
+
+# One interpreter imports torch once, then forks a child per script: a real process per script
+# (its own exit code, output and globals) without paying torch's import each time.
+DRIVER = """
+import os, runpy, sys, traceback
+import torch
+for path in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:
+        for fd, suffix in ((1, ".out"), (2, ".err")):
+            os.dup2(os.open(path + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+        code = 0
+        try:
+            runpy.run_path(path, run_name="__main__")
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    with open(path + ".rc", "w") as f:
+        f.write(str(os.waitstatus_to_exitcode(status)))
+"""
+
+
+def after(out: str, prefix: str) -> str:
+    """Return the rest of the first printed line that starts with prefix."""
+    for line in out.splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    raise AssertionError(f"no line starts with {prefix!r} in {out!r}")
+
+
+def numbers(text: str) -> list[float]:
+    return [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", text)]
+
+
+def check_accumulate(p: AccumulateParams, r: A.AccumulateResult, out: str) -> None:
+    for i in range(1, p.k + 1):
+        x_grad, w_grad = numbers(after(out, f"call {i}: x.grad = ").replace("w.grad = ", ""))
+        assert (x_grad, w_grad) == (r.x_grad[i - 1], r.w_grad[i - 1])
+    assert f"call {p.k + 1}:" not in out
+    assert numbers(after(out, "one call alone: x.grad = ").replace("w.grad = ", "")) == [r.x_grad_once, r.w_grad_once]
+
+
+def check_retain(p: RetainParams, r: A.RetainResult, out: str) -> None:
+    assert numbers(after(out, "after the first backward:")) == [r.x_grad_first, r.w_grad_first]
+    if r.torch_error is not None:
+        assert f"RuntimeError: {r.torch_error}" in out
+    else:
+        assert numbers(after(out, "after the second backward:")) == [r.x_grad_second, r.w_grad_second]
+
+
+def check_detach(p: DetachParams, r: A.DetachResult, out: str) -> None:
+    assert r.data.grad is not None
+    np.testing.assert_array_equal(ast.literal_eval(after(out, "data: a.grad =")), r.data.grad)
+    assert f"detach: RuntimeError: {r.detach.torch_error}" in out
+    for way in (r.data, r.detach):
+        versions = f"{way.out_version_before} -> {way.out_version_after}  c._version {way.c_version_after}"
+        assert after(out, f"{way.way}: out._version") == versions
+    printed = ast.literal_eval(after(out, "true gradient sigmoid(a) * (1 - sigmoid(a)) ="))
+    np.testing.assert_allclose(printed, r.true_grad, rtol=1e-6)
+
+
+NOGRAD_LINE = re.compile(r"(\w+)\s+nodes (\d+) saved tensors (\d+) saved bytes (\d+) of which weights (\d+) "
+                         r"requires_grad (True|False) max diff (\S+)")  # fmt: skip
+
+
+def check_nograd(p: NogradParams, r: A.NogradResult, out: str) -> None:
+    rows = [m.groups() for m in map(NOGRAD_LINE.fullmatch, out.splitlines()) if m]
+    assert [row[0] for row in rows] == list(r.modes)
+    for i, (_, nodes, tensors, nbytes, weights, requires, diff) in enumerate(rows):
+        assert (int(nodes), int(tensors), int(nbytes), int(weights)) == (
+            r.graph_nodes[i], r.saved_tensors[i], r.saved_bytes[i], r.saved_weight_bytes[i])  # fmt: skip
+        assert (requires == "True") == r.requires_grad[i]
+        assert float(diff) == r.max_abs_diff[i]
+    assert float(after(out, "output sum")) == pytest.approx(r.output_sum, rel=1e-5)
+
+
+def check_hooks(p: HooksParams, r: A.HooksResult, out: str) -> None:
+    for prefix, values in (("x.grad without hook:", r.grad_plain), ("x.grad with hook:", r.grad_hooked),
+                           ("autograd.grad:", r.autograd_grad)):  # fmt: skip
+        np.testing.assert_allclose(ast.literal_eval(after(out, prefix)), values, rtol=1e-6, atol=1e-7)
+    captured = re.fullmatch(r"(\(.*\)) mean (\S+) std (\S+)", after(out, "forward hook captured shape"))
+    assert captured is not None
+    shape, mean, std = captured.groups()
+    assert ast.literal_eval(shape) == r.activation_shape
+    assert float(mean) == pytest.approx(r.activation_mean, rel=1e-5, abs=1e-7)
+    assert float(std) == pytest.approx(r.activation_std, rel=1e-5)
+    assert after(out, "x.grad after autograd.grad:") == "None"
+    assert r.x_grad_none_after_autograd_grad
+
+
+def check_higher(p: HigherParams, r: A.HigherResult, out: str) -> None:
+    for prefix, i in (("x[0] =", 0), ("x[-1] =", -1)):
+        printed = numbers(after(out, prefix).replace("f'' =", "").replace("f' =", "").replace("f =", ""))
+        assert printed == pytest.approx([r.x[i], r.f[i], r.d1[i], r.d2[i]], rel=1e-12, abs=1e-15)
+
+
+def check_custom(p: CustomParams, r: A.CustomResult, out: str) -> None:
+    assert float(after(out, "z =")) == r.z
+    custom = numbers(after(out, "custom backward:").replace("dz/d", ""))
+    plain = numbers(after(out, "plain torch:").replace("dz/d", ""))
+    assert custom == list(r.custom_grads) and plain == list(r.torch_grads)
+    if r.gradcheck_ok:
+        assert after(out, "gradcheck:") == "True"
+    else:
+        assert r.torch_error is not None and after(out, "gradcheck failed:") == r.torch_error
+
+
+@dataclass(frozen=True)
+class Case:
+    run_fn: Callable[[Any, Any], Any]
+    code_fn: Callable[[Any], str]
+    check: Callable[[Any, Any, str], None]
+    params: Params
+
+
+SCRIPT_CASES = [
+    Case(A.run_accumulate, A.code_accumulate, check_accumulate, AccumulateParams()),
+    Case(A.run_accumulate, A.code_accumulate, check_accumulate, AccumulateParams(k=6, zero_grad=True, x=-1.5, w=0.5)),
+    Case(A.run_retain, A.code_retain, check_retain, RetainParams()),
+    Case(A.run_retain, A.code_retain, check_retain, RetainParams(retain_graph=True, x=3.0, w=-2.0)),
+    Case(A.run_detach, A.code_detach, check_detach, DetachParams()),
+    Case(A.run_detach, A.code_detach, check_detach, DetachParams(way="detach", values="linspace", n=8)),
+    Case(A.run_nograd, A.code_nograd, check_nograd, NogradParams()),
+    Case(A.run_nograd, A.code_nograd, check_nograd, NogradParams(width=8, depth=1, batch=1, seed=5)),
+    Case(A.run_hooks, A.code_hooks, check_hooks, HooksParams()),
+    Case(A.run_hooks, A.code_hooks, check_hooks, HooksParams(scale=-1.5, seed=7)),
+    Case(A.run_higher, A.code_higher, check_higher, HigherParams()),
+    Case(A.run_higher, A.code_higher, check_higher, HigherParams(fn="gauss", lo=-2.0, hi=3.0, points=8)),
+    Case(A.run_higher, A.code_higher, check_higher, HigherParams(fn="sigmoid", lo=-10.0, hi=9.5, points=400)),
+    Case(A.run_custom, A.code_custom, check_custom, CustomParams()),
+    Case(A.run_custom, A.code_custom, check_custom, CustomParams(broken=True, w=-1.0, x=0.5, b=2.0, seed=3)),
+]
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, str]]:
+    """Write every case's script to a file and run them all; return name -> (exit code, stdout, stderr)."""
+    folder = tmp_path_factory.mktemp("autograd_snippets")  # no core/ here: the scripts must stand alone
+    paths: dict[str, Path] = {}
+    for i, case in enumerate(SCRIPT_CASES):
+        paths[query_id(case.params)] = path = folder / f"snippet_{i}.py"
+        path.write_text(case.code_fn(case.params), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-c", DRIVER, *map(str, paths.values())], cwd=folder, env=env, timeout=120, check=True)
+    return {
+        name: (int(Path(f"{path}.rc").read_text()), Path(f"{path}.out").read_text(), Path(f"{path}.err").read_text())
+        for name, path in paths.items()
+    }
+
+
+@pytest.mark.parametrize("case", SCRIPT_CASES, ids=[query_id(c.params) for c in SCRIPT_CASES])
+def test_script_runs_and_prints_the_result(case: Case, ran: dict[str, tuple[int, str, str]]) -> None:
+    rc, out, err = ran[query_id(case.params)]
+    assert rc == 0, err
+    case.check(case.params, run(case.run_fn, case.params), out)
