@@ -52,7 +52,10 @@ pytest.importorskip("playwright.sync_api", reason="BROWSER TESTS SKIPPED: the pl
 
 from playwright.sync_api import Browser, Dialog, Locator, Page, Playwright, expect, sync_playwright  # noqa: E402
 
+from ui.catalog import LESSONS  # noqa: E402
+
 pytestmark = pytest.mark.browser
+PLOTLY_SELECTOR = '[data-testid="stPlotlyChart"] .js-plotly-plot'
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -63,13 +66,15 @@ TIMEOUT_S = 60.0  # every wait: server start, script runs, charts drawing
 TIMEOUT_MS = int(TIMEOUT_S * 1000)
 MAX_SCREENSHOT_HEIGHT = 12_000
 
-PAGES = {"home": "/", "tensors": "/tensors"}
+PAGES = {"home": "/", **{lesson.slug: f"/{lesson.slug}" for lesson in LESSONS}}
 LANGS = ("en", "zh")
-EN_TITLE_WORDS = {"home": "TorchLab", "tensors": "Tensors and memory"}
+GRAPHVIZ = '[data-testid="stGraphVizChart"] svg'
+# What each page must draw by default: a Plotly chart (tensors) or an autograd graph (autograd).
+PAGE_DRAWS = {"tensors": PLOTLY_SELECTOR, "autograd": GRAPHVIZ}
 HAN = re.compile(r"[\u4e00-\u9fff]")
 
 APP = '[data-testid="stApp"]'
-PLOTLY = '[data-testid="stPlotlyChart"] .js-plotly-plot'
+PLOTLY = PLOTLY_SELECTOR
 EXCEPTION = '[data-testid="stException"]'
 ERROR_ALERT = '[data-testid="stAlertContentError"]'
 WARNING_ALERT = '[data-testid="stAlertContentWarning"]'
@@ -451,8 +456,8 @@ def test_page_renders_in_language_and_is_screenshotted(page: Page, events: PageE
     """Every page in both languages: no exception or error box, charts drawn, the right language;
     a full-page screenshot goes to test-artifacts/screenshots/<page>-<lang>.png."""
     open_app(page, base_url, f"{PAGES[page_name]}?lang={lang}")
-    if page_name == "tensors":
-        expect(page.locator(PLOTLY).filter(visible=True).first).to_be_visible(timeout=TIMEOUT_MS)
+    if page_name in PAGE_DRAWS:
+        expect(page.locator(PAGE_DRAWS[page_name]).filter(visible=True).first).to_be_visible(timeout=TIMEOUT_MS)
     wait_for_charts_drawn(page)
     save_full_page_screenshot(page, artifacts / "screenshots" / f"{page_name}-{lang}.png")
 
@@ -462,7 +467,7 @@ def test_page_renders_in_language_and_is_screenshotted(page: Page, events: PageE
     if lang == "zh":
         assert HAN.search(title), f"the zh title has no Chinese characters: {title!r}"
     else:
-        assert EN_TITLE_WORDS[page_name] in title
+        assert ("TorchLab" if page_name == "home" else ui_strings("en")[f"nav.{page_name}"]) in title
         assert not HAN.search(title), f"the en title has Chinese characters: {title!r}"
     assert query(page).get("lang") == lang
     assert events.js_errors == [], events.js_errors
@@ -594,6 +599,6 @@ def test_deep_link_on_fresh_server_runs_the_router(browser: Browser, artifacts: 
             assert language_switch(page).count() == 1, f"no language switch in the sidebar; nav links: {nav}"
             assert heading(page) == expected_title("tensors", "zh")
             zh = ui_strings("zh")
-            assert [text.strip() for text in nav] == [zh["nav.home"], zh["nav.tensors"]]
+            assert [text.strip() for text in nav] == [zh["nav.home"], *[zh[f"nav.{lesson.slug}"] for lesson in LESSONS]]
         finally:
             context.close()
