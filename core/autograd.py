@@ -71,7 +71,7 @@ class GraphParams(Params):
             name = getattr(self, f"v{i}_name").strip()
             if not name:
                 continue
-            if not NAME.match(name) or keyword.iskeyword(name) or name in parser.FUNCTIONS:
+            if not NAME.match(name) or keyword.iskeyword(name) or name in parser.RESERVED:
                 raise InvalidParams(f"v{i}_name", "bad_name")
             if name in seen:
                 raise InvalidParams(f"v{i}_name", "duplicate")

@@ -11,6 +11,7 @@ the server. Errors are InvalidParams(field, key, line=..., col=..., ...) for the
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "dot": torch.dot,
 }
 FUNCTIONS = (*UNARY, *BINARY)
+# Names a student may not take: the generated script needs torch, g (its generator) and Python's
+# builtins (print, ...) to keep their meaning.
+RESERVED = frozenset({*FUNCTIONS, "torch", "g", *dir(builtins)})
 OPERATORS: dict[type[ast.operator], str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 
 
@@ -61,11 +65,7 @@ class Program:
 
     statements: tuple[tuple[str | None, ast.expr], ...]  # (assigned name or None, expression)
     source: str
-
-    @property
-    def output_name(self) -> str:
-        """Return the name of the program's result ('y' when the last statement is a bare expression)."""
-        return self.statements[-1][0] or "y"
+    output_name: str  # the last statement's name, or a free one ('y', 'out', ...) for a bare expression
 
 
 def _error(key: str, node: ast.AST | None = None, **info: object) -> InvalidParams:
@@ -99,7 +99,7 @@ def parse(source: str, variables: Sequence[str]) -> Program:
         last = i == len(tree.body) - 1
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
             name = stmt.targets[0].id
-            if name in FUNCTIONS or name in variables:
+            if name in RESERVED or name in variables:
                 raise _error("expr_reassign", stmt.targets[0], name=name)
             checker.check(stmt.value, known)
             known.add(name)
@@ -109,7 +109,8 @@ def parse(source: str, variables: Sequence[str]) -> Program:
             statements.append((None, stmt.value))
         else:
             raise _error("expr_statement", stmt)
-    return Program(tuple(statements), source)
+    output = statements[-1][0] or next(n for n in ("y", "out", "result", "y_") if n not in known)
+    return Program(tuple(statements), source, output)
 
 
 class _Checker:
