@@ -45,8 +45,9 @@ lint: $(VENV)/.dev-installed
 test: $(VENV)/.dev-installed chromium lint
 	$(BIN)/python -m pytest -n 2 --timeout 600 $(PYTEST_ARGS)
 
-bench: $(VENV)/.dev-installed
+bench: $(VENV)/.dev-installed chromium
 	$(BIN)/python -m bench.pages
+	$(BIN)/python -m bench.graph_render
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -227,7 +227,8 @@ def encode(spec: FieldSpec, value: Any) -> str:
 
 def decode(spec: FieldSpec, raw: str) -> Any:
     """Parse URL text into the field's type; raise InvalidParams(key='unreadable') on junk."""
-    if not isinstance(raw, str) or len(raw) > MAX_RAW_LEN:
+    limit = max(MAX_RAW_LEN, int(spec.meta.get("max_len", 0)))  # free text may be as long as it is allowed to be
+    if not isinstance(raw, str) or len(raw) > limit:
         raise InvalidParams(spec.name, "unreadable")
     text = raw.strip()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 
 import pandas as pd
@@ -80,3 +81,15 @@ def lesson_tabs(slug: str, names: Sequence[str]) -> tuple[str, DeltaGenerator]:
     if st.query_params.get("tab") != active:
         st.query_params["tab"] = active
     return active, tabs[list(names).index(active)]
+
+
+def graph(draw: Callable[[str], str], caption: str) -> None:
+    """Show a Graphviz graph drawn by `draw(ids)`, laid out from scratch in the browser whenever it changes.
+
+    d3-graphviz matches the nodes of a new drawing to the old one by name and morphs them, which
+    for ~200 nodes took 20-30 s (bench/graph_render.py) against ~2 s for a fresh layout. Node
+    names carry a digest of the drawing, so a changed graph shares no names with the old one.
+    """
+    digest = hashlib.sha1(draw("n").encode("utf-8")).hexdigest()[:10]
+    st.graphviz_chart(draw(f"g{digest}_"), width="stretch")
+    st.caption(caption)

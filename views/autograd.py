@@ -7,7 +7,7 @@ from core import autograd_mechanics as M
 from core import charts
 from ui.catalog import AUTOGRAD
 from ui.i18n import prose, t
-from ui.panels import charts_text, code_panel, figure, lesson_tabs, predict, table, torch_says
+from ui.panels import charts_text, code_panel, figure, graph, lesson_tabs, predict, table, torch_says
 from ui.run import run_cached
 from ui.widgets import index_slider, param_widgets, preset_picker
 
@@ -25,17 +25,17 @@ with panel:
             if r.torch_error:
                 torch_says(r.torch_error)
             elif tab == "graph":
-                st.graphviz_chart(charts.autograd_dot(r, tr), width="stretch")
-                st.caption(t("graph.caption", nodes=len(r.nodes), edges=len(r.edges)))
+                graph(lambda ids: charts.autograd_dot(r, tr, ids=ids),
+                      t("graph.caption", nodes=len(r.nodes), edges=len(r.edges)))
                 if r.summed:
                     st.info(t("graph.summed", name=r.output_name))
                 table(charts.grads_table(r, tr), "graph.grads_caption")
             else:
                 step = index_slider("backward.step", t("backward.step"), len(r.order), default=1)
-                st.graphviz_chart(charts.autograd_dot(r, tr, step=step), width="stretch")
                 current = next((n for n in r.nodes if step and n.id == r.order[step - 1]), None)
-                st.caption(t("backward.caption_node", op=current.op, label=current.label or current.op, step=step,
-                             total=len(r.order)) if current else t("backward.caption_start"))  # fmt: skip
+                graph(lambda ids: charts.autograd_dot(r, tr, step=step, ids=ids),
+                      t("backward.caption_node", op=current.op, label=current.label or current.op, step=step,
+                        total=len(r.order)) if current else t("backward.caption_start"))  # fmt: skip
             code_panel(A.code_graph(p), "autograd_graph.py")
         if tab == "graph":
             q = run_cached(A.run_graph, A.GraphParams())
