@@ -33,7 +33,7 @@ from streamlit import config as st_config
 from streamlit import logger as st_logger
 from streamlit.testing.v1 import AppTest
 
-from core import runner
+from core import autograd, autograd_mechanics, runner
 from core import tensors as T
 from core.params import Params
 from ui.catalog import LESSONS
@@ -294,7 +294,8 @@ def page_reruns(target: str | None, tab: str, runs: int) -> PageResult:
 
 def experiments() -> list[tuple[str, Callable[[Any, runner.RunContext], Any], type[Params]]]:
     """Return (name, run_fn, Params class) for every run_* function of core.tensors, in source order."""
-    return [(name, exp.run, exp.params) for name, exp in T.EXPERIMENTS.items()]
+    registries = {"tensors": T.EXPERIMENTS, "autograd": autograd.EXPERIMENTS | autograd_mechanics.EXPERIMENTS}
+    return [(f"{lesson}/{name}", exp.run, exp.params) for lesson, found in registries.items() for name, exp in found.items()]
 
 
 def time_execute(fn: Callable[[Any, runner.RunContext], Any], params: Params, runs: int) -> list[float]:
@@ -309,7 +310,7 @@ def time_execute(fn: Callable[[Any, runner.RunContext], Any], params: Params, ru
 
 
 def engine_times(runs: int) -> dict[str, Stats]:
-    """Time core.runner.execute(run_fn, Params()) at default params for every tensors experiment."""
+    """Time core.runner.execute(run_fn, Params()) at default params for every experiment of every lesson."""
     return {name: summarize(time_execute(fn, params_cls(), runs)) for name, fn, params_cls in experiments()}
 
 
@@ -359,13 +360,13 @@ def print_pages(pages: dict[str, PageResult], runs: int) -> None:
 
 
 def print_engine(engine: dict[str, Stats], runs: int) -> None:
-    """Print the engine time of each tensors experiment at default params, with its share of the total."""
+    """Print the engine time of each experiment at default params, with its share of the total."""
     total = sum(s.p50 for s in engine.values()) or 1.0
     slowest = max(engine, key=lambda k: engine[k].p50)
     rows = [[name, fmt_ms(s.p50), fmt_ms(s.p95), f"{100 * s.p50 / total:.0f}%", "<- slowest" if name == slowest else ""]
             for name, s in engine.items()]  # fmt: skip
     rows.append(["sum", fmt_ms(total), "", "100%", ""])
-    print_table(f"Tensors lesson engine time, core.runner.execute at default Params, {runs} runs each (ms)",
+    print_table(f"Engine time, core.runner.execute at default Params, {runs} runs each (ms)",
                 ["experiment", "p50", "p95", "share", ""], rows)  # fmt: skip
 
 

@@ -18,6 +18,7 @@ import torch
 from core import expr as parser
 from core.params import InvalidParams, Params, bounds, shape_spec, text_spec
 from core.runner import RunContext
+from core.tensors import Experiment
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,7}$")
 SLOTS = (1, 2, 3)
@@ -261,3 +262,6 @@ EXAMPLES: dict[str, GraphParams] = {
     "matrix": GraphParams(expr="y = mean(matmul(x, w) ** 2)", v1_shape=(2, 3), v2_shape=(3, 2)),
     "vector": GraphParams(expr="y = tanh(x * w)", v1_shape=(4,), v2_value=0.5),
 }
+
+
+EXPERIMENTS = {"graph": Experiment(GraphParams, run_graph, code_graph)}
