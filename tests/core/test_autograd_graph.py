@@ -11,14 +11,11 @@ from __future__ import annotations
 import math
 import operator
 import re
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +29,7 @@ from core.autograd import EXAMPLES, GraphEdge, GraphNode, GraphParams, GraphResu
 from core.charts import autograd_dot
 from core.params import InvalidParams
 from core.runner import execute
+from tests.scripts import Ran, run_scripts
 
 Env = Mapping[str, torch.Tensor]
 Fn = Callable[[Env], torch.Tensor]
@@ -600,35 +598,6 @@ def test_duplicate_variable_names(fields: dict[str, str], slot: int) -> None:
 # --------------------------------------------------------------------------------------------
 # 7. code_graph: the script runs on its own and prints the same grads
 
-# One interpreter imports torch (and what backward imports on first use) once, then forks a real
-# process per script: own exit code and output, without paying torch's import each time.
-DRIVER = """
-import contextlib, io, os, runpy, sys, traceback
-import torch
-with contextlib.redirect_stdout(io.StringIO()):  # backward(gradient) first imports half a second of modules
-    t = torch.ones(2, requires_grad=True)
-    print(t, (t * t).backward(torch.ones_like(t)), t.grad)
-for path in sys.argv[1:]:
-    pid = os.fork()
-    if pid == 0:
-        for fd, suffix in ((1, ".out"), (2, ".err")):
-            os.dup2(os.open(path + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-        code = 0
-        try:
-            runpy.run_path(path, run_name="__main__")
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else int(e.code is not None)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    with open(path + ".rc", "w") as f:
-        f.write(str(os.waitstatus_to_exitcode(status)))
-"""
-
 SCRIPTS: dict[str, GraphParams] = {
     "seeds": EXAMPLES["seeds"],
     "named": EXAMPLES["named"],
@@ -649,27 +618,12 @@ RESERVED_NAMES = {
 }
 
 
-@dataclass(frozen=True)
-class Ran:
-    rc: int
-    out: str
-    err: str
-
-
 @pytest.fixture(scope="module")
 def scripts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
     folder = tmp_path_factory.mktemp("autograd_scripts")
-    paths = []
-    for name, p in SCRIPTS.items():
+    for p in SCRIPTS.values():
         p.validate()
-        path = folder / f"{name}.py"
-        path.write_text(code_graph(p), encoding="utf-8")
-        paths.append(str(path))
-    subprocess.run([sys.executable, "-c", DRIVER, *paths], timeout=60, check=True, cwd=folder)
-    return {
-        name: Ran(int(Path(f"{path}.rc").read_text()), Path(f"{path}.out").read_text(), Path(f"{path}.err").read_text())
-        for name, path in zip(SCRIPTS, paths, strict=True)
-    }
+    return run_scripts({name: code_graph(p) for name, p in SCRIPTS.items()}, folder, timeout=60, warm_up=True)
 
 
 NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf")

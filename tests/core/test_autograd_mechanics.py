@@ -5,14 +5,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +31,7 @@ from core.autograd_mechanics import (
 )
 from core.params import FieldSpec, InvalidParams, Params
 from core.runner import ExperimentError, execute
+from tests.scripts import Ran, run_scripts
 
 CPU = torch.device("cpu")  # the scripts and the independent computations use CPU generators
 
@@ -500,33 +497,6 @@ def test_any_params_run_or_are_refused(cls: type[Params], data: st.DataObject) -
 # Every generated script runs on its own and prints what the result holds
 
 
-# One interpreter imports torch once, then forks a child per script: a real process per script
-# (its own exit code, output and globals) without paying torch's import each time.
-DRIVER = """
-import os, runpy, sys, traceback
-import torch
-for path in sys.argv[1:]:
-    pid = os.fork()
-    if pid == 0:
-        for fd, suffix in ((1, ".out"), (2, ".err")):
-            os.dup2(os.open(path + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-        code = 0
-        try:
-            runpy.run_path(path, run_name="__main__")
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else int(e.code is not None)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    with open(path + ".rc", "w") as f:
-        f.write(str(os.waitstatus_to_exitcode(status)))
-"""
-
-
 def after(out: str, prefix: str) -> str:
     """Return the rest of the first printed line that starts with prefix."""
     for line in out.splitlines():
@@ -640,23 +610,14 @@ SCRIPT_CASES = [
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, str]]:
-    """Write every case's script to a file and run them all; return name -> (exit code, stdout, stderr)."""
+def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
+    """Write every case's script to a file and run them all; return name -> what it did."""
     folder = tmp_path_factory.mktemp("autograd_snippets")  # no core/ here: the scripts must stand alone
-    paths: dict[str, Path] = {}
-    for i, case in enumerate(SCRIPT_CASES):
-        paths[query_id(case.params)] = path = folder / f"snippet_{i}.py"
-        path.write_text(case.code_fn(case.params), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([sys.executable, "-c", DRIVER, *map(str, paths.values())], cwd=folder, env=env, timeout=120, check=True)
-    return {
-        name: (int(Path(f"{path}.rc").read_text()), Path(f"{path}.out").read_text(), Path(f"{path}.err").read_text())
-        for name, path in paths.items()
-    }
+    return run_scripts({query_id(c.params): c.code_fn(c.params) for c in SCRIPT_CASES}, folder, timeout=120)
 
 
 @pytest.mark.parametrize("case", SCRIPT_CASES, ids=[query_id(c.params) for c in SCRIPT_CASES])
-def test_script_runs_and_prints_the_result(case: Case, ran: dict[str, tuple[int, str, str]]) -> None:
-    rc, out, err = ran[query_id(case.params)]
-    assert rc == 0, err
-    case.check(case.params, run(case.run_fn, case.params), out)
+def test_script_runs_and_prints_the_result(case: Case, ran: dict[str, Ran]) -> None:
+    done = ran[query_id(case.params)]
+    assert done.rc == 0, done.err
+    case.check(case.params, run(case.run_fn, case.params), done.out)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import ast
-import os
 import re
 import subprocess
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,35 +29,10 @@ from core.tensors import (
     NumpyParams,
     ShapeParams,
 )
+from tests.scripts import Ran, run_scripts, script_env
 
 CPU = torch.device("cpu")  # the scripts use CPU generators
 TIMEOUT = 120
-
-# Runs each script in a forked child of one interpreter that has imported torch once: a real process
-# per script (own exit code, stdout, stderr, module globals) without paying torch's import each time.
-DRIVER = """
-import os, runpy, sys, traceback
-import numpy, torch
-for path in sys.argv[1:]:
-    pid = os.fork()
-    if pid == 0:
-        for fd, suffix in ((1, ".out"), (2, ".err")):
-            os.dup2(os.open(path + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-        code = 0
-        try:
-            runpy.run_path(path, run_name="__main__")
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else int(e.code is not None)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    with open(path + ".rc", "w") as f:
-        f.write(str(os.waitstatus_to_exitcode(status)))
-"""
 
 
 @dataclass(frozen=True)
@@ -69,13 +42,6 @@ class Case:
     code_fn: Callable[[Any], str]
     params: Params
     check: Callable[[Any, Any, str], None]  # (params, result, printed output)
-
-
-@dataclass(frozen=True)
-class Ran:
-    rc: int
-    out: str
-    err: str
 
 
 def has_line(out: str, line: str) -> bool:
@@ -284,32 +250,12 @@ def cases() -> list[Any]:
 CASES = cases()
 
 
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-
-
-def run_batch(paths: list[Path]) -> None:
-    subprocess.run([sys.executable, "-c", DRIVER, *map(str, paths)], cwd=paths[0].parent, env=clean_env(),
-                   timeout=TIMEOUT, check=True)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
     """Write every case's script to a file and run them all, in two batches side by side."""
     folder = tmp_path_factory.mktemp("snippets")  # no core/ here: the scripts must stand alone
-    paths = {}
-    for i, param in enumerate(CASES):
-        c: Case = param.values[0]
-        paths[c.name] = folder / f"snippet_{i}.py"
-        paths[c.name].write_text(c.code_fn(c.params), encoding="utf-8")
-    batches = [list(paths.values())[k::2] for k in range(2)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(run_batch, batches))
-
-    def read(path: Path, suffix: str) -> str:
-        return Path(f"{path}{suffix}").read_text(encoding="utf-8")
-
-    return {name: Ran(int(read(p, ".rc")), read(p, ".out"), read(p, ".err")) for name, p in paths.items()}
+    cases = [param.values[0] for param in CASES]
+    return run_scripts({c.name: c.code_fn(c.params) for c in cases}, folder, workers=2, timeout=TIMEOUT)
 
 
 def test_cases_cover_every_experiment() -> None:
@@ -333,7 +279,7 @@ def test_driver_matches_a_plain_subprocess(tmp_path: Path, ran: dict[str, Ran]) 
     c: Case = CASES[0].values[0]
     path = tmp_path / "snippet.py"
     path.write_text(c.code_fn(c.params), encoding="utf-8")
-    done = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=clean_env(), capture_output=True,
+    done = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=script_env(), capture_output=True,
                           text=True, timeout=TIMEOUT)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout == ran[c.name].out
