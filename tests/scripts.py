@@ -59,8 +59,9 @@ class Ran:
 
 
 def script_env() -> dict[str, str]:
-    """The environment the scripts run in: without PYTHONPATH, so that they cannot lean on the project."""
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    """The environment the scripts run in: without PYTHONPATH, so that they cannot lean on the project,
+    and with one thread, as the runner uses, so that float sums add up in the same order."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
 
 
 def run_scripts(

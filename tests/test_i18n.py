@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from core import autograd, autograd_mechanics, init
 from core.params import InvalidParams
 from core.tensors import CREATE_FNS, EXPERIMENTS, INDEX_OPS, SHAPE_OPS
 from ui.catalog import LESSONS
@@ -36,9 +37,12 @@ def test_every_literal_key_in_the_code_exists() -> None:
 def test_every_field_label_and_role_has_a_string() -> None:
     en = strings("en")
     missing = []
-    for prefix, exp in EXPERIMENTS.items():
+    every = EXPERIMENTS | autograd.EXPERIMENTS | autograd_mechanics.EXPERIMENTS | init.EXPERIMENTS
+    for prefix, exp in every.items():
         variants = [exp.params()]
-        for name, options in (("fn", CREATE_FNS), ("op", SHAPE_OPS if prefix == "shape" else INDEX_OPS)):
+        for name, options in (("fn", CREATE_FNS), ("op", SHAPE_OPS if prefix == "shape" else INDEX_OPS),
+                              ("scheme", init.DIST_SCHEMES if prefix == "dist" else ()),
+                              ("layer", init.LAYERS), ("optimizer", init.OPTIMIZERS)):
             if any(s.name == name for s in exp.params.specs()):
                 variants += [exp.params(**{name: o}) for o in options]
         for p in variants:

@@ -20,4 +20,5 @@ AUTOGRAD = Lesson(
     "autograd", "views/autograd.py",
     ("graph", "backward", "accumulate", "retain", "detach", "nograd", "hooks", "custom", "pitfalls"),
 )  # fmt: skip
-LESSONS = (TENSORS, AUTOGRAD)
+INIT = Lesson("init", "views/init.py", ("dist", "fans", "signal", "train", "pitfalls"))
+LESSONS = (TENSORS, AUTOGRAD, INIT)

@@ -7,6 +7,7 @@ A teacher hides controls with `?_hide=prefix.name,prefix2` (a whole experiment b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -76,9 +77,13 @@ def _draw(spec: FieldSpec, prefix: str, label_key: str) -> None:
             st.slider(label, lo, hi, key=key, help=help_text)
         else:
             st.number_input(label, lo, hi, step=1, key=key, help=help_text)
+    elif spec.kind == "float" and meta.get("step"):
+        st.slider(label, float(meta["lo"]), float(meta["hi"]), step=float(meta["step"]), key=key, help=help_text)
     elif spec.kind == "float":
-        step = float(meta.get("step") or 0.1)
-        st.slider(label, float(meta["lo"]), float(meta["hi"]), step=step, key=key, help=help_text)
+        # No step declared (a learning rate, say): a number box that steps by the smallest order of magnitude.
+        lo, hi = float(meta["lo"]), float(meta["hi"])
+        step = 10 ** math.floor(math.log10(lo)) if lo > 0 else (hi - lo) / 1000
+        st.number_input(label, lo, hi, step=step, format="%g", key=key, help=help_text)
     elif spec.kind == "str":
         area = st.text_area if _wide(spec) else st.text_input
         area(label, key=key, help=help_text, max_chars=int(meta.get("max_len", 40)))
