@@ -43,6 +43,11 @@ with panel:
                            delta_arrow="off")  # fmt: skip
             cols[2].metric("fan_out", f"{r.fan_out}", t("fans.torch_says", value=r.torch_fan_out), delta_color="off",
                            delta_arrow="off")  # fmt: skip
+            if r.layer == "conv2d":
+                st.markdown(t("fans.formula_conv", i=p.in_channels, o=p.out_channels, kh=p.kernel_h, kw=p.kernel_w,
+                              fan_in=r.fan_in, fan_out=r.fan_out))  # fmt: skip
+            else:
+                st.markdown(t("fans.formula_linear", i=p.in_features, o=p.out_features))
             table(charts.gains_table(r, charts_text("fans")), "fans.gains_caption")
             code_panel(I.code_fans(p), "fans_and_gains.py")
         q = run_cached(I.run_fans, I.FansParams(layer="conv2d", in_channels=16, out_channels=32, kernel_h=3, kernel_w=3))
