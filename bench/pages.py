@@ -33,7 +33,7 @@ from streamlit import config as st_config
 from streamlit import logger as st_logger
 from streamlit.testing.v1 import AppTest
 
-from core import autograd, autograd_mechanics, runner
+from core import autograd, autograd_mechanics, init, runner
 from core import tensors as T
 from core.params import Params
 from ui.catalog import LESSONS
@@ -293,8 +293,9 @@ def page_reruns(target: str | None, tab: str, runs: int) -> PageResult:
 
 
 def experiments() -> list[tuple[str, Callable[[Any, runner.RunContext], Any], type[Params]]]:
-    """Return (name, run_fn, Params class) for every run_* function of core.tensors, in source order."""
-    registries = {"tensors": T.EXPERIMENTS, "autograd": autograd.EXPERIMENTS | autograd_mechanics.EXPERIMENTS}
+    """Return (lesson/name, run_fn, Params class) for every experiment of every lesson."""
+    registries = {"tensors": T.EXPERIMENTS, "autograd": autograd.EXPERIMENTS | autograd_mechanics.EXPERIMENTS,
+                  "init": init.EXPERIMENTS}  # fmt: skip
     return [(f"{lesson}/{name}", exp.run, exp.params) for lesson, found in registries.items() for name, exp in found.items()]
 
 

@@ -689,7 +689,7 @@ def init_weight(w: torch.Tensor, scheme: str, activation: str, g: torch.Generato
 class SignalParams(Params):
     depth: int = field(default=20, metadata=bounds(1, 100))
     width: int = field(default=256, metadata=bounds(8, 2048))
-    batch: int = field(default=256, metadata=bounds(1, 2048))
+    batch: int = field(default=128, metadata=bounds(1, 2048))  # 128 x 256 values per layer: std to ~0.4%
     activation: str = field(default="relu", metadata=choices(*ACTIVATIONS))
     scheme: str = field(default="xavier_normal", metadata=choices(*SIGNAL_SCHEMES))
     activation2: str = field(default="relu", metadata=choices(*ACTIVATIONS))

@@ -480,7 +480,7 @@ def test_xavier_relu_vanishes_and_normal_1_explodes() -> None:
     assert r.hist_layers.tolist() == [1, 5, 10, 15, 20]
     for run_ in r.runs:
         assert run_.hist_counts.shape == (5, I.BINS)
-        np.testing.assert_array_equal(run_.hist_counts.sum(axis=1) + run_.hist_outside, np.full(5, 256 * 256))
+        np.testing.assert_array_equal(run_.hist_counts.sum(axis=1) + run_.hist_outside, np.full(5, 128 * 256))
 
 
 def test_signal_histogram_layers() -> None:
