@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import math
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +28,9 @@ from core.autograd_mechanics import (
     NogradParams,
     RetainParams,
 )
-from core.params import FieldSpec, InvalidParams, Params
-from core.runner import ExperimentError, execute
+from core.params import InvalidParams, Params
+from core.runner import execute
+from tests.params_strategies import any_params, check_runs_or_refused
 from tests.scripts import Ran, run_scripts
 
 CPU = torch.device("cpu")  # the scripts and the independent computations use CPU generators
@@ -429,68 +429,18 @@ RESULT_TYPES = {
     AccumulateParams: A.AccumulateResult, RetainParams: A.RetainResult, DetachParams: A.DetachResult,
     NogradParams: A.NogradResult, HooksParams: A.HooksResult, HigherParams: A.HigherResult, CustomParams: A.CustomResult,
 }  # fmt: skip
-JUNK = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6), st.tuples(st.integers()))
 
 
 def test_every_params_class_is_covered() -> None:
     assert {e.params for e in A.EXPERIMENTS.values()} == set(PARAMS_CLASSES) == set(RESULT_TYPES)
 
 
-def valid_value(spec: FieldSpec) -> st.SearchStrategy[Any]:
-    """Values the declaration accepts; small sizes favoured so that the property stays quick."""
-    meta = spec.meta
-    if spec.kind == "bool":
-        return st.booleans()
-    if spec.kind == "int":
-        lo, hi = int(meta["lo"]), int(meta["hi"])
-        return st.one_of(st.integers(lo, min(hi, lo + 16)), st.sampled_from([lo, hi]), st.integers(lo, hi))
-    if spec.kind == "float":
-        return st.one_of(st.floats(meta["lo"], meta["hi"]), st.sampled_from([meta["lo"], meta["hi"]]))
-    return st.sampled_from(meta["choices"])
-
-
-def invalid_value(spec: FieldSpec) -> st.SearchStrategy[Any]:
-    """Values out of bounds, of the wrong type, or not finite."""
-    meta = spec.meta
-    options: list[st.SearchStrategy[Any]] = [JUNK]
-    if "lo" in meta:
-        lo, hi = meta["lo"], meta["hi"]
-        options += [st.integers(max_value=math.floor(lo) - 1), st.integers(min_value=math.ceil(hi) + 1)]
-        options += [st.sampled_from([math.nan, math.inf, -math.inf, lo - 0.5, hi + 0.5])]
-    return st.one_of(*options)
-
-
-@st.composite
-def any_params(draw: st.DrawFn, cls: type[Params]) -> Params:
-    """Valid values for every field, then up to two replaced by hostile ones."""
-    specs = cls.specs()
-    values = {s.name: draw(valid_value(s)) for s in specs}
-    for spec in draw(st.lists(st.sampled_from(specs), max_size=2)):
-        values[spec.name] = draw(invalid_value(spec))
-    return cls(**values)
-
-
 @pytest.mark.parametrize("cls", PARAMS_CLASSES, ids=lambda c: c.__name__)
 @settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_params_run_or_are_refused(cls: type[Params], data: st.DataObject) -> None:
-    p = data.draw(any_params(cls))
     run_fn = A.EXPERIMENTS[next(k for k, e in A.EXPERIMENTS.items() if e.params is cls)].run
-    try:
-        p.validate()
-        valid = True
-    except InvalidParams:
-        valid = False
-    try:
-        result = run(run_fn, p)
-    except InvalidParams:
-        assert not valid
-        return
-    except ExperimentError as e:
-        assert valid and e.key == "budget"
-        return
-    assert valid
-    assert isinstance(result, RESULT_TYPES[cls])
+    check_runs_or_refused(run_fn, data.draw(any_params(cls)), RESULT_TYPES[cls])
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ from torch import nn
 
 from core import init as I
 from core.init import DistParams, FansParams, SignalParams, TrainParams
-from core.params import FieldSpec, InvalidParams, Params
+from core.params import InvalidParams, Params
 from core.runner import ExperimentError, execute
+from tests.params_strategies import any_params, check_runs_or_refused
 from tests.scripts import Ran, run_scripts
 
 CPU = torch.device("cpu")  # the seeded comparisons use CPU generators
@@ -628,7 +629,6 @@ def test_the_seed_changes_the_random_experiments() -> None:
 
 PARAMS_CLASSES = [DistParams, FansParams, SignalParams, TrainParams]
 RESULT_TYPES = {DistParams: I.DistResult, FansParams: I.FansResult, SignalParams: I.SignalResult, TrainParams: I.TrainResult}
-JUNK = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6), st.tuples(st.integers()))
 # Sizes whose valid runs take seconds are drawn small, plus upper bounds that the budget or the work
 # limit refuses (signal's widest layers are checked by the budget test below).
 SMALL: dict[str, st.SearchStrategy[Any]] = {
@@ -638,6 +638,7 @@ SMALL: dict[str, st.SearchStrategy[Any]] = {
     "TrainParams.steps": st.one_of(st.integers(50, 60), st.just(2000)),
     "TrainParams.width": st.one_of(st.integers(16, 32), st.just(256)),
     "TrainParams.depth": st.integers(1, 3),
+    "TrainParams.schemes": st.lists(st.sampled_from(I.SIGNAL_SCHEMES), max_size=3, unique=True).map(tuple),
 }
 
 
@@ -645,68 +646,12 @@ def test_every_params_class_is_covered() -> None:
     assert {e.params for e in I.EXPERIMENTS.values()} == set(PARAMS_CLASSES) == set(RESULT_TYPES)
 
 
-def valid_value(cls: type[Params], spec: FieldSpec) -> st.SearchStrategy[Any]:
-    """Values the declaration accepts; small sizes favoured so that the property stays quick."""
-    meta = spec.meta
-    small = SMALL.get(f"{cls.__name__}.{spec.name}")
-    if small is not None:
-        return small
-    if spec.kind == "int":
-        lo, hi = int(meta["lo"]), int(meta["hi"])
-        return st.one_of(st.integers(lo, min(hi, lo + 16)), st.sampled_from([lo, hi]), st.integers(lo, hi))
-    if spec.kind == "float":
-        return st.one_of(st.floats(meta["lo"], meta["hi"]), st.sampled_from([meta["lo"], meta["hi"]]))
-    if spec.kind == "strs":
-        return st.lists(st.sampled_from(meta["choices"]), min_size=0, max_size=3, unique=True).map(tuple)
-    return st.sampled_from(meta["choices"])
-
-
-def invalid_value(spec: FieldSpec) -> st.SearchStrategy[Any]:
-    """Values out of bounds, of the wrong type, or not finite."""
-    meta = spec.meta
-    options: list[st.SearchStrategy[Any]] = [JUNK]
-    if "lo" in meta:
-        lo, hi = meta["lo"], meta["hi"]
-        options += [st.integers(max_value=math.floor(lo) - 1), st.integers(min_value=math.ceil(hi) + 1)]
-        options += [st.sampled_from([math.nan, math.inf, -math.inf, lo - 0.5, hi + 0.5])]
-    if "choices" in meta:
-        options.append(st.sampled_from(["", "Relu", "xavier", "normal_0.1"]))
-        if spec.kind == "strs":
-            options.append(st.lists(st.sampled_from(["xavier", *meta["choices"]]), max_size=3).map(tuple))
-    return st.one_of(*options)
-
-
-@st.composite
-def any_params(draw: st.DrawFn, cls: type[Params]) -> Params:
-    """Valid values for every field, then up to two replaced by hostile ones."""
-    specs = cls.specs()
-    values = {s.name: draw(valid_value(cls, s)) for s in specs}
-    for spec in draw(st.lists(st.sampled_from(specs), max_size=2)):
-        values[spec.name] = draw(invalid_value(spec))
-    return cls(**values)
-
-
 @pytest.mark.parametrize("cls", PARAMS_CLASSES, ids=lambda c: c.__name__)
 @settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_params_run_or_are_refused(cls: type[Params], data: st.DataObject) -> None:
-    p = data.draw(any_params(cls))
     run_fn = I.EXPERIMENTS[next(k for k, e in I.EXPERIMENTS.items() if e.params is cls)].run
-    try:
-        p.validate()
-        valid = True
-    except InvalidParams:
-        valid = False
-    try:
-        result = run(run_fn, p)
-    except InvalidParams:
-        assert not valid
-        return
-    except ExperimentError as e:
-        assert valid and e.key == "budget" and "needed_mb" in e.info
-        return
-    assert valid
-    assert isinstance(result, RESULT_TYPES[cls])
+    check_runs_or_refused(run_fn, data.draw(any_params(cls, overrides=SMALL)), RESULT_TYPES[cls], "needed_mb")
 
 
 # --------------------------------------------------------------------------------------------

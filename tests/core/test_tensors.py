@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import tensors as T
-from core.params import FieldSpec, InvalidParams, Params
-from core.runner import ExperimentError, execute
+from core.params import InvalidParams, Params
+from core.runner import execute
 from core.tensors import (
     DTYPES,
     INDEX_OPS,
@@ -40,6 +40,7 @@ from core.tensors import (
     NumpyParams,
     ShapeParams,
 )
+from tests.params_strategies import any_params, check_runs_or_refused
 
 CPU = torch.device("cpu")  # the seeded comparisons below use CPU generators
 K = 5.0  # tolerance in standard deviations of the estimator
@@ -822,57 +823,6 @@ def experiments() -> list[tuple[type[Params], Callable[[Any, Any], Any], type]]:
 
 
 EXPERIMENTS = experiments()
-JUNK = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
-    st.tuples(st.integers(-3, 300)), st.tuples(st.text(max_size=4), st.text(max_size=4)),
-    st.lists(st.integers(0, 3), max_size=3),
-)  # fmt: skip
-
-
-def valid_value(spec: FieldSpec) -> st.SearchStrategy[Any]:
-    """Values the field's declaration accepts (small ones favoured, bounds included)."""
-    meta = spec.meta
-    if spec.kind == "bool":
-        return st.booleans()
-    if spec.kind == "int":
-        lo, hi = int(meta["lo"]), int(meta["hi"])
-        return st.one_of(st.integers(lo, min(hi, lo + 20)), st.sampled_from([lo, hi]), st.integers(lo, hi))
-    if spec.kind == "float":
-        lo, hi = meta["lo"], meta["hi"]
-        return st.one_of(st.floats(lo, hi), st.sampled_from([lo, hi]), st.integers(math.ceil(lo), math.floor(hi)))
-    if spec.kind == "str":
-        return st.sampled_from(meta["choices"]) if "choices" in meta else st.text(max_size=meta.get("max_len", 20))
-    if spec.kind == "strs":
-        return st.lists(st.sampled_from(meta["choices"]), unique=True).map(tuple)
-    element = st.integers(meta["lo"], meta["hi"])
-    if meta.get("allow_infer"):
-        element = st.one_of(element, st.just(-1))
-    return st.lists(element, min_size=meta.get("min_dims", 0), max_size=meta.get("max_dims", 8)).map(tuple)
-
-
-def invalid_value(spec: FieldSpec) -> st.SearchStrategy[Any]:
-    """Values out of bounds, of the wrong type, or not finite."""
-    meta = spec.meta
-    extra: list[st.SearchStrategy[Any]] = [JUNK]
-    if spec.kind in ("int", "float"):
-        lo, hi = meta["lo"], meta["hi"]
-        extra += [st.integers(max_value=math.floor(lo) - 1), st.integers(min_value=math.ceil(hi) + 1)]
-        extra += [st.sampled_from([math.nan, math.inf, -math.inf, lo - 0.5, hi + 0.5])]
-    if spec.kind == "ints":
-        extra += [st.lists(st.integers(-2, 300), max_size=10).map(tuple)]
-    if spec.kind == "strs":
-        extra += [st.lists(st.sampled_from(meta["choices"]), min_size=2).map(tuple)]  # duplicates
-    return st.one_of(*extra)
-
-
-@st.composite
-def any_params(draw: st.DrawFn, cls: type[Params]) -> Params:
-    """Valid values for every field, then up to two fields replaced by hostile ones."""
-    specs = cls.specs()
-    values = {s.name: draw(valid_value(s)) for s in specs}
-    for spec in draw(st.lists(st.sampled_from(specs), max_size=2)):
-        values[spec.name] = draw(invalid_value(spec))
-    return cls(**values)
 
 
 def test_every_experiment_is_found() -> None:
@@ -887,22 +837,4 @@ def test_every_experiment_is_found() -> None:
 def test_any_params_run_or_are_refused(
     cls: type[Params], run_fn: Callable[[Any, Any], Any], result_type: type, data: st.DataObject
 ) -> None:
-    p = data.draw(any_params(cls))
-    try:
-        p.validate()
-        valid = True
-    except InvalidParams:
-        valid = False
-    try:
-        result = run(run_fn, p)
-    except InvalidParams:
-        assert not valid
-        event("refused: invalid")
-        return
-    except ExperimentError as e:
-        assert e.key == "budget", e
-        event("refused: budget")
-        return
-    assert valid
-    event("ran")
-    assert isinstance(result, result_type)
+    check_runs_or_refused(run_fn, data.draw(any_params(cls)), result_type)

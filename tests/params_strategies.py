@@ -1,0 +1,109 @@
+"""Shared property-test machinery for experiment parameters: valid and hostile field values, and the run-or-refuse check."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from hypothesis import event
+from hypothesis import strategies as st
+
+from core.params import FieldSpec, InvalidParams, Params
+from core.runner import ExperimentError, execute
+
+CPU = torch.device("cpu")
+JUNK = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
+    st.tuples(st.integers()), st.tuples(st.integers(-3, 300)), st.tuples(st.text(max_size=4), st.text(max_size=4)),
+    st.lists(st.integers(0, 3), max_size=3),
+)  # fmt: skip
+Overrides = Mapping[str, st.SearchStrategy[Any]]
+
+
+def valid_value(spec: FieldSpec) -> st.SearchStrategy[Any]:
+    """Values the field's declaration accepts (small ones favoured, bounds included)."""
+    meta = spec.meta
+    if spec.kind == "bool":
+        return st.booleans()
+    if spec.kind == "int":
+        lo, hi = int(meta["lo"]), int(meta["hi"])
+        return st.one_of(st.integers(lo, min(hi, lo + 16)), st.sampled_from([lo, hi]), st.integers(lo, hi))
+    if spec.kind == "float":
+        lo, hi = meta["lo"], meta["hi"]
+        return st.one_of(st.floats(lo, hi), st.sampled_from([lo, hi]), st.integers(math.ceil(lo), math.floor(hi)))
+    if spec.kind == "str":
+        return st.sampled_from(meta["choices"]) if "choices" in meta else st.text(max_size=meta.get("max_len", 20))
+    if spec.kind == "strs":
+        return st.lists(st.sampled_from(meta["choices"]), unique=True).map(tuple)
+    element = st.integers(meta["lo"], meta["hi"])
+    if meta.get("allow_infer"):
+        element = st.one_of(element, st.just(-1))
+    return st.lists(element, min_size=meta.get("min_dims", 0), max_size=meta.get("max_dims", 8)).map(tuple)
+
+
+def invalid_value(spec: FieldSpec) -> st.SearchStrategy[Any]:
+    """Values out of bounds, of the wrong type, not finite, or not among the choices."""
+    meta = spec.meta
+    options: list[st.SearchStrategy[Any]] = [JUNK]
+    if spec.kind in ("int", "float"):
+        lo, hi = meta["lo"], meta["hi"]
+        options += [st.integers(max_value=math.floor(lo) - 1), st.integers(min_value=math.ceil(hi) + 1)]
+        options += [st.sampled_from([math.nan, math.inf, -math.inf, lo - 0.5, hi + 0.5])]
+    if spec.kind == "ints":
+        options += [st.lists(st.integers(-2, 300), max_size=10).map(tuple)]
+    if "choices" in meta:
+        options.append(st.sampled_from(["", "Relu", "xavier", "normal_0.1"]))
+        if spec.kind == "strs":
+            options.append(st.lists(st.sampled_from(meta["choices"]), min_size=2).map(tuple))  # duplicates
+            options.append(st.lists(st.sampled_from(["xavier", *meta["choices"]]), max_size=3).map(tuple))
+    return st.one_of(*options)
+
+
+@st.composite
+def any_params(
+    draw: st.DrawFn,
+    cls: type[Params],
+    valid: Callable[[FieldSpec], st.SearchStrategy[Any]] = valid_value,
+    overrides: Overrides | None = None,
+) -> Params:
+    """Valid values for every field, then up to two fields replaced by hostile ones.
+
+    overrides maps "ClassName.field" to the valid values to draw instead (small sizes keep slow runs quick).
+    """
+    specs = cls.specs()
+    overrides = overrides or {}
+    values = {}
+    for s in specs:
+        override = overrides.get(f"{cls.__name__}.{s.name}")
+        values[s.name] = draw(valid(s) if override is None else override)
+    for spec in draw(st.lists(st.sampled_from(specs), max_size=2)):
+        values[spec.name] = draw(invalid_value(spec))
+    return cls(**values)
+
+
+def check_runs_or_refused(
+    run_fn: Callable[[Any, Any], Any], p: Params, result_type: type, budget_info_key: str | None = None
+) -> None:
+    """Run p on the CPU: invalid params are refused, valid ones run or hit the budget, and nothing else happens."""
+    try:
+        p.validate()
+        valid = True
+    except InvalidParams:
+        valid = False
+    try:
+        result = execute(run_fn, p, device=CPU)
+    except InvalidParams:
+        assert not valid
+        event("refused: invalid")
+        return
+    except ExperimentError as e:
+        assert valid and e.key == "budget", e
+        if budget_info_key is not None:
+            assert budget_info_key in e.info, e
+        event("refused: budget")
+        return
+    assert valid
+    event("ran")
+    assert isinstance(result, result_type)
