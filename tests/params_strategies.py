@@ -1,11 +1,14 @@
-"""Shared property-test machinery for experiment parameters: valid and hostile field values, and the run-or-refuse check."""
+"""Shared checks for experiments: valid and hostile field values, run-or-refuse, and same-params-same-result."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import torch
 from hypothesis import event
 from hypothesis import strategies as st
@@ -107,3 +110,36 @@ def check_runs_or_refused(
     assert valid
     event("ran")
     assert isinstance(result, result_type)
+
+
+def run_cpu(run_fn: Callable[[Any, Any], Any], params: Params) -> Any:
+    """Run an experiment through the runner, on the CPU."""
+    return execute(run_fn, params, device=CPU)
+
+
+def assert_same(a: Any, b: Any, path: str = "result") -> None:
+    """Assert two results are equal in every field (arrays exactly, nan equal to nan)."""
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        assert type(a) is type(b), path
+        for f in dataclasses.fields(a):
+            assert_same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, path
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), path
+    elif isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b), path
+    else:
+        assert a == b, path
+
+
+def assert_same_from_threads(cases: Sequence[tuple[Callable[[Any, Any], Any], Params]]) -> None:
+    """Run every case twice over from 8 threads at once; each result must equal a run made alone."""
+    references = [run_cpu(fn, p) for fn, p in cases]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda job: run_cpu(*job), list(cases) * 2))
+    for result, reference in zip(results, references * 2, strict=True):
+        assert_same(result, reference)

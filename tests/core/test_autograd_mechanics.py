@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ast
-import dataclasses
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +28,7 @@ from core.autograd_mechanics import (
 )
 from core.params import InvalidParams, Params
 from core.runner import execute
-from tests.params_strategies import any_params, check_runs_or_refused
+from tests.params_strategies import any_params, assert_same, assert_same_from_threads, check_runs_or_refused
 from tests.scripts import Ran, run_scripts
 
 CPU = torch.device("cpu")  # the scripts and the independent computations use CPU generators
@@ -377,19 +375,6 @@ def test_registry_names_every_experiment() -> None:
         assert "import torch" in exp.code(exp.params())
 
 
-def assert_same(a: Any, b: Any, path: str = "result") -> None:
-    """Assert two results are equal in every field (arrays exactly)."""
-    if dataclasses.is_dataclass(a) and not isinstance(a, type):
-        assert type(a) is type(b), path
-        for f in dataclasses.fields(a):
-            assert_same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, path
-        assert np.array_equal(a, b), path
-    else:
-        assert a == b, path
-
-
 DETERMINISM_CASES = [
     (A.run_accumulate, AccumulateParams(k=9, x=1.5)),
     (A.run_retain, RetainParams(retain_graph=True)),
@@ -408,11 +393,7 @@ def test_same_params_same_result(run_fn: Callable[[Any, Any], Any], p: Params) -
 
 def test_same_results_from_eight_threads_at_once() -> None:
     # saved_tensors_hooks and grad modes are thread-local: one student's count must not see another's tensors.
-    references = [run(fn, p) for fn, p in DETERMINISM_CASES]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda job: run(*job), DETERMINISM_CASES * 2))
-    for result, reference in zip(results, references * 2, strict=True):
-        assert_same(result, reference)
+    assert_same_from_threads(DETERMINISM_CASES)
 
 
 def test_the_seed_changes_the_random_experiments() -> None:

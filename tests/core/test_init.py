@@ -6,7 +6,6 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ from core import init as I
 from core.init import DistParams, FansParams, SignalParams, TrainParams
 from core.params import InvalidParams, Params
 from core.runner import ExperimentError, execute
-from tests.params_strategies import any_params, check_runs_or_refused
+from tests.params_strategies import any_params, assert_same, assert_same_from_threads, check_runs_or_refused
 from tests.scripts import Ran, run_scripts
 
 CPU = torch.device("cpu")  # the seeded comparisons use CPU generators
@@ -574,25 +573,6 @@ def test_registry_names_every_experiment() -> None:
         assert "import torch" in exp.code(exp.params()) or "from torch import nn" in exp.code(exp.params())
 
 
-def assert_same(a: Any, b: Any, path: str = "result") -> None:
-    """Assert two results are equal in every field (arrays exactly, nan equal to nan)."""
-    if dataclasses.is_dataclass(a) and not isinstance(a, type):
-        assert type(a) is type(b), path
-        for f in dataclasses.fields(a):
-            assert_same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, path
-        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), path
-    elif isinstance(a, tuple):
-        assert isinstance(b, tuple) and len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) and math.isnan(a):
-        assert isinstance(b, float) and math.isnan(b), path
-    else:
-        assert a == b, path
-
-
 DETERMINISM_CASES: list[tuple[Callable[[Any, Any], Any], Params]] = [
     (I.run_dist, DistParams(scheme="trunc_normal", seed=3)),
     (I.run_dist, DistParams(scheme="sparse", in_features=64, out_features=32, seed=8)),
@@ -609,11 +589,7 @@ def test_same_params_same_result(run_fn: Callable[[Any, Any], Any], p: Params) -
 
 
 def test_same_results_from_eight_threads_at_once() -> None:
-    references = [run(fn, p) for fn, p in DETERMINISM_CASES]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda job: run(*job), DETERMINISM_CASES * 2))
-    for result, reference in zip(results, references * 2, strict=True):
-        assert_same(result, reference)
+    assert_same_from_threads(DETERMINISM_CASES)
 
 
 def test_the_seed_changes_the_random_experiments() -> None:
