@@ -31,7 +31,8 @@ def saved_activation_bytes(fn: Callable[[], object], exclude: Iterable[torch.Ten
     """Return the bytes of the distinct storages autograd saves for backward while fn() runs.
 
     Storages of `exclude` (pass the model's parameters) are not counted: saving a weight for
-    backward keeps a reference, not a copy. Storages saved twice are counted once.
+    backward keeps a reference, not a copy. Storages saved twice are counted once. Pass the
+    forward pass only: a backward inside fn frees storages whose addresses may then be reused.
     """
     skip = {_storage_key(t) for t in exclude}
     seen: dict[tuple[int, int], int] = {}
@@ -41,7 +42,9 @@ def saved_activation_bytes(fn: Callable[[], object], exclude: Iterable[torch.Ten
             key = _storage_key(t)
             if key not in skip:
                 seen[key] = key[1]
-        return t
+        # Detached: a saved output that referred to its own grad_fn would form a cycle that keeps
+        # the whole graph alive when no backward ever runs (the garbage collector cannot free it).
+        return t.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fn()
