@@ -50,7 +50,7 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
-def _finish(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+def finish(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
     # No template: st.plotly_chart applies the app theme, and a named template costs ~20 ms to copy.
     fig.update_layout(title=title, height=height, margin={"l": 40, "r": 20, "t": 60, "b": 40})
     return fig
@@ -70,13 +70,13 @@ def creation_figure(r: CreateResult, tr: Text) -> go.Figure:
                         marker={"size": 10, "symbol": "diamond"})  # fmt: skip
         fig.update_xaxes(title=tr("value"))
         fig.update_yaxes(title=tr("count"))
-        return _finish(fig, tr("hist_title"))
+        return finish(fig, tr("hist_title"))
     shown = np.where(np.isfinite(r.values), r.values, np.nan)
     fig.add_scatter(x=np.arange(shown.size), y=shown, mode="markers+lines" if shown.size <= 200 else "lines",
                     name=tr("value"), marker_color=STORAGE_COLORS[0])  # fmt: skip
     fig.update_xaxes(title=tr("flat_index"))
     fig.update_yaxes(title=tr("value"))
-    return _finish(fig, tr("values_title"))
+    return finish(fig, tr("values_title"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -138,7 +138,7 @@ def grids_figure(grids: Sequence[Grid], title: str) -> go.Figure:
         layout["annotations"].append({"text": g.label, "x": left + width / 2, "y": 1.0, "xref": "paper",
                                       "yref": "paper", "yanchor": "bottom", "showarrow": False})  # fmt: skip
         tallest = max(tallest, values.shape[0])
-    return _finish(go.Figure(data=data, layout=layout), title, height=min(700, 140 + 34 * tallest))
+    return finish(go.Figure(data=data, layout=layout), title, height=min(700, 140 + 34 * tallest))
 
 
 def tensor_grids(facts: Sequence[TensorFacts], highlight: Callable[[TensorFacts], np.ndarray | None],
@@ -204,7 +204,7 @@ def storage_figure(r: LayoutResult, tr: Text) -> go.Figure:
     )  # fmt: skip
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(title=tr("cell"), dtick=1)
-    return _finish(fig, tr("storage_title"), height=120 + 32 * len(labels))
+    return finish(fig, tr("storage_title"), height=120 + 32 * len(labels))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,7 +249,7 @@ def numpy_figure(r: NumpyResult, tr: Text) -> go.Figure:
     )  # fmt: skip
     fig.update_yaxes(title=tr("time_us"), type="log")
     fig.update_xaxes(title=tr("way"))
-    return _finish(fig, tr("numpy_title"))
+    return finish(fig, tr("numpy_title"))
 
 
 def dtype_table(r: DtypeResult, src: str, dst: str, tr: Text) -> pd.DataFrame:
@@ -340,7 +340,7 @@ def accumulate_figure(r: AccumulateResult, tr: Text) -> go.Figure:
                         name=f"{name}.grad {tr('theory')}")  # fmt: skip
     fig.update_xaxes(title=tr("calls"), dtick=1)
     fig.update_yaxes(title=".grad")
-    return _finish(fig, tr("accumulate_title"))
+    return finish(fig, tr("accumulate_title"))
 
 
 def detach_table(r: DetachResult, tr: Text) -> pd.DataFrame:
@@ -370,7 +370,7 @@ def nograd_figure(r: NogradResult, tr: Text) -> go.Figure:
     fig.update_layout(barmode="stack")
     fig.update_yaxes(title=tr("saved_mib"))
     fig.update_xaxes(title=tr("mode"))
-    return _finish(fig, tr("nograd_title"))
+    return finish(fig, tr("nograd_title"))
 
 
 def nograd_table(r: NogradResult, tr: Text) -> pd.DataFrame:
@@ -396,7 +396,7 @@ def higher_figure(r: HigherResult, tr: Text) -> go.Figure:
                             name=f"{name} ({tr('analytic')})")  # fmt: skip
     fig.update_xaxes(title="x")
     fig.update_yaxes(title=tr("value"))
-    return _finish(fig, tr("higher_title"), height=400)
+    return finish(fig, tr("higher_title"), height=400)
 
 
 def hooks_table(r: HooksResult, tr: Text) -> pd.DataFrame:
@@ -439,7 +439,7 @@ def dist_figure(r: DistResult, tr: Text) -> go.Figure:
             fig.add_vline(x=bound, line={"dash": "dash", "color": "#222222"})
     fig.update_xaxes(title=tr("weight_value"))
     fig.update_yaxes(title=tr("count"))
-    return _finish(fig, tr("dist_title"))
+    return finish(fig, tr("dist_title"))
 
 
 def dist_table(r: DistResult, tr: Text) -> pd.DataFrame:
@@ -480,7 +480,7 @@ def signal_figure(r: SignalResult, tr: Text, quantity: str) -> go.Figure:
                             line={"color": color, "dash": "dash"})  # fmt: skip
     fig.update_yaxes(type="log", title=tr(f"{quantity}_std"), exponentformat="power")
     fig.update_xaxes(title=tr("layer"))
-    return _finish(fig, tr(f"{quantity}_title"), height=380)
+    return finish(fig, tr(f"{quantity}_title"), height=380)
 
 
 def signal_hist_figure(r: SignalResult, tr: Text) -> go.Figure:
@@ -497,7 +497,7 @@ def signal_hist_figure(r: SignalResult, tr: Text) -> go.Figure:
         "xaxis2": {"domain": [0.53, 1], "title": f"{r.runs[1].activation} + {r.runs[1].scheme}"},
         "yaxis": {"type": "category"}, "yaxis2": {"type": "category", "anchor": "x2", "showticklabels": False},
     }  # fmt: skip
-    return _finish(go.Figure(data=data, layout=layout), tr("hist_title"), height=320)
+    return finish(go.Figure(data=data, layout=layout), tr("hist_title"), height=320)
 
 
 def train_figure(results: Sequence[TrainResult], tr: Text) -> go.Figure:
@@ -511,4 +511,4 @@ def train_figure(results: Sequence[TrainResult], tr: Text) -> go.Figure:
                             line={"color": colors[(i + j) % len(colors)], "width": 2})  # fmt: skip
     fig.update_yaxes(type="log", title=tr("loss"))
     fig.update_xaxes(title=tr("step"))
-    return _finish(fig, tr("train_title"), height=380)
+    return finish(fig, tr("train_title"), height=380)

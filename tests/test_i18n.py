@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from core import autograd, autograd_mechanics, init
+from core import accumulation, accumulation_memory, autograd, autograd_mechanics, init
 from core.params import InvalidParams
 from core.tensors import CREATE_FNS, EXPERIMENTS, INDEX_OPS, SHAPE_OPS
 from ui.catalog import LESSONS
@@ -34,10 +34,20 @@ def test_every_literal_key_in_the_code_exists() -> None:
     assert sorted(k for k in used if k not in strings("en")) == []
 
 
+# Every lesson's experiments; a registry key is also the prefix of its strings and URL settings.
+REGISTRIES = [EXPERIMENTS, autograd.EXPERIMENTS, autograd_mechanics.EXPERIMENTS, init.EXPERIMENTS, accumulation.EXPERIMENTS,
+              accumulation_memory.EXPERIMENTS]  # fmt: skip
+
+
+def test_experiment_names_are_unique_across_lessons() -> None:
+    names = [name for registry in REGISTRIES for name in registry]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
 def test_every_field_label_and_role_has_a_string() -> None:
     en = strings("en")
     missing = []
-    every = EXPERIMENTS | autograd.EXPERIMENTS | autograd_mechanics.EXPERIMENTS | init.EXPERIMENTS
+    every = {name: exp for registry in REGISTRIES for name, exp in registry.items()}
     for prefix, exp in every.items():
         variants = [exp.params()]
         for name, options in (("fn", CREATE_FNS), ("op", SHAPE_OPS if prefix == "shape" else INDEX_OPS),
@@ -64,6 +74,10 @@ def test_dynamic_families_are_complete() -> None:
     en = strings("en")
     wanted = [f"nav.{lesson.slug}" for lesson in LESSONS] + [f"nav.{lesson.slug}_desc" for lesson in LESSONS]
     wanted += [f"index.caption_{op}" for op in INDEX_OPS]
+    savers = (ROOT / "core" / "accumulation_memory.py").read_text(encoding="utf-8")
+    reasons = set(re.findall(r'(?:return|else) "(\w+)"', savers))  # unavailable_reason's message keys
+    assert "fp16_conv_slow" in reasons
+    wanted += [f"savers.unavailable.{reason}" for reason in reasons]
     assert [k for k in wanted if k not in en] == []
 
 

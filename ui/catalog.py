@@ -21,4 +21,5 @@ AUTOGRAD = Lesson(
     ("graph", "backward", "accumulate", "retain", "detach", "nograd", "hooks", "custom", "pitfalls"),
 )  # fmt: skip
 INIT = Lesson("init", "views/init.py", ("dist", "fans", "signal", "train", "pitfalls"))
-LESSONS = (TENSORS, AUTOGRAD, INIT)
+ACCUMULATION = Lesson("accumulation", "views/accumulation.py", ("equiv", "norm", "curves", "memory", "savers", "pitfalls"))
+LESSONS = (TENSORS, AUTOGRAD, INIT, ACCUMULATION)

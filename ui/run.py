@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import streamlit as st
@@ -52,3 +52,23 @@ def run_cached(run_fn: Callable[[P, RunContext], R], params: P | None, *, exclus
     except ExperimentError as e:
         st.error(t(f"errors.{e.key}", **e.info), icon=":material/block:")
     return None
+
+
+def run_parts(run_fn: Callable[[P, RunContext], R], parts: Sequence[P], progress_key: str, *, exclusive: bool = False,
+              prefix: str = "") -> list[R] | None:  # fmt: skip
+    """Run several cached experiments in turn under a progress bar; return all results, or None once one fails.
+
+    Long work is split into parts (one initialization, one k, one size...) so that the bar moves
+    as each finishes and each part is cached on its own.
+    """
+    bar = st.progress(0.0, text=t(progress_key, done=0, total=len(parts)))
+    results: list[R] = []
+    for part in parts:
+        r = run_cached(run_fn, part, exclusive=exclusive, prefix=prefix)
+        if r is None:
+            bar.empty()
+            return None
+        results.append(r)
+        bar.progress(len(results) / len(parts), text=t(progress_key, done=len(results), total=len(parts)))
+    bar.empty()
+    return results

@@ -9,7 +9,7 @@ from core import init as I
 from ui.catalog import INIT
 from ui.i18n import prose, t
 from ui.panels import charts_text, code_panel, figure, lesson_tabs, predict, table
-from ui.run import run_cached
+from ui.run import run_cached, run_parts
 from ui.widgets import param_widgets
 
 st.title(t("nav.init"))
@@ -79,15 +79,8 @@ with panel:
         p = param_widgets(I.TrainParams, "train", columns=4)
         if p:
             # One cached run per initialization, so the bar moves as each finishes.
-            bar = st.progress(0.0, text=t("train.progress", done=0, total=len(p.schemes)))
-            results = []
-            for i, scheme in enumerate(p.schemes):
-                r = run_cached(I.run_train, replace(p, schemes=(scheme,)), prefix="train")
-                if r is None:
-                    break
-                results.append(r)
-                bar.progress((i + 1) / len(p.schemes), text=t("train.progress", done=i + 1, total=len(p.schemes)))
-            bar.empty()
-            if len(results) == len(p.schemes):
+            parts = [replace(p, schemes=(scheme,)) for scheme in p.schemes]
+            results = run_parts(I.run_train, parts, "train.progress", prefix="train")
+            if results:
                 figure(charts.train_figure(results, charts_text("train")), "train.caption", key="train.fig")
             code_panel(I.code_train(p), "train_per_init.py")
