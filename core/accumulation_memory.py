@@ -185,7 +185,7 @@ def _times(t: Timing) -> np.ndarray:
 class MemoryParams(Params):
     model: str = field(default="mlp", metadata=choices(*MODELS))
     batch: int = field(default=256, metadata=bounds(8, 1024))  # B: samples per effective step
-    accum_steps: tuple[int, ...] = field(default=(1, 2, 4, 8, 16), metadata=shape_spec(max_dims=8, lo=1, hi=1024))
+    accum_steps: tuple[int, ...] = field(default=(1, 2, 4, 8, 16), metadata=shape_spec(max_dims=8, lo=1, hi=1024, sep=","))
     width: int = field(default=256, metadata=bounds(8, 1024, 8))  # units (MLP) or channels (CNN) per hidden block
     depth: int = field(default=4, metadata=bounds(1, 8))  # hidden blocks: layer -> ReLU
     min_run_time: float = _min_run_time()

@@ -52,9 +52,11 @@ def choices(*values: str) -> dict[str, Any]:
     return {"choices": tuple(values)}
 
 
-def shape_spec(max_dims: int, lo: int, hi: int, min_dims: int = 1, allow_infer: bool = False) -> dict[str, Any]:
-    """Field metadata for a tuple of ints (a shape or index list); allow_infer admits one -1."""
-    return {"max_dims": max_dims, "min_dims": min_dims, "lo": lo, "hi": hi, "allow_infer": allow_infer}
+def shape_spec(
+    max_dims: int, lo: int, hi: int, min_dims: int = 1, allow_infer: bool = False, sep: str = "x"
+) -> dict[str, Any]:
+    """Field metadata for a tuple of ints (a shape "2x3", or with sep="," a list "1,2,4"); allow_infer admits one -1."""
+    return {"max_dims": max_dims, "min_dims": min_dims, "lo": lo, "hi": hi, "allow_infer": allow_infer, "sep": sep}
 
 
 def text_spec(max_len: int) -> dict[str, Any]:
@@ -217,7 +219,7 @@ def encode(spec: FieldSpec, value: Any) -> str:
     if spec.kind == "bool":
         return "1" if value else "0"
     if spec.kind == "ints":
-        return "x".join(str(v) for v in value)
+        return str(spec.meta.get("sep", "x")).join(str(v) for v in value)
     if spec.kind == "strs":
         return ",".join(value)
     if spec.kind == "float":

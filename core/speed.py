@@ -178,6 +178,11 @@ class TimingParams(Params):
         """Return the defaults for op: a conv2d side is much smaller than a matmul n for the same time."""
         return cls(op=op, size=TIMING_DEFAULT_SIZE[op])
 
+    @classmethod
+    def linked(cls, name: str, value: str) -> dict[str, int]:
+        """Return the fields to reset when `name` changes: a new op starts from its own default size."""
+        return {"size": TIMING_DEFAULT_SIZE[value]} if name == "op" else {}
+
     def validate(self) -> None:
         super().validate()
         per_call = flops(self.op, self.size)
@@ -433,7 +438,7 @@ class ScalingParams(Params):
     op: str = field(default="matmul", metadata=choices(*OPS))
     dtype: str = field(default="float32", metadata=choices(*DTYPES))
     # matmul n / conv input side, rising; SCALING_SIZES holds each op's default sweep
-    sizes: tuple[int, ...] = field(default=SCALING_SIZES["matmul"], metadata=shape_spec(max_dims=10, lo=8, hi=8192))
+    sizes: tuple[int, ...] = field(default=SCALING_SIZES["matmul"], metadata=shape_spec(max_dims=10, lo=8, hi=8192, sep=","))
     min_run_time: float = field(default=0.1, metadata=bounds(0.01, 0.3, 0.01))  # seconds of benchmark blocks per point
     seed: int = _seed()
 
@@ -441,6 +446,11 @@ class ScalingParams(Params):
     def for_op(cls, op: str) -> ScalingParams:
         """Return the defaults for op, with its own sweep (SCALING_SIZES)."""
         return cls(op=op, sizes=SCALING_SIZES[op])
+
+    @classmethod
+    def linked(cls, name: str, value: str) -> dict[str, tuple[int, ...]]:
+        """Return the fields to reset when `name` changes: a new op starts from its own sweep."""
+        return {"sizes": SCALING_SIZES[value]} if name == "op" else {}
 
     def validate(self) -> None:
         super().validate()
@@ -811,7 +821,7 @@ class MemParams(Params):
     depth: int = field(default=8, metadata=bounds(1, 32))  # blocks of Linear(width, width) + ReLU
     batch: int = field(default=64, metadata=bounds(1, 1024))
     # checkpoint_sequential's segments, rising, each at most depth; () means every value 1..depth
-    segments: tuple[int, ...] = field(default=(), metadata=shape_spec(max_dims=32, lo=1, hi=32, min_dims=0))
+    segments: tuple[int, ...] = field(default=(), metadata=shape_spec(max_dims=32, lo=1, hi=32, min_dims=0, sep=","))
     min_run_time: float = field(default=0.05, metadata=bounds(0.01, 0.2, 0.01))  # benchmark seconds per segments value
     seed: int = _seed()
 
@@ -1099,7 +1109,8 @@ RETURN_CALLS = 5  # non_blocking calls timed on the host clock per size
 
 @dataclass(frozen=True)
 class TransferParams(Params):
-    sizes: tuple[int, ...] = field(default=TRANSFER_SIZES, metadata=shape_spec(max_dims=12, lo=1024, hi=2**28))  # bytes
+    # bytes, one copy per size
+    sizes: tuple[int, ...] = field(default=TRANSFER_SIZES, metadata=shape_spec(max_dims=12, lo=1024, hi=2**28, sep=","))
     min_run_time: float = field(default=0.05, metadata=bounds(0.01, 0.1, 0.01))  # benchmark seconds per size and method
 
     def validate(self) -> None:

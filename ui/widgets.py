@@ -57,7 +57,17 @@ def _seed_from_url(cls: type[P], prefix: str) -> None:
         st.session_state.setdefault(keys[spec.name], _widget_value(spec, getattr(params, spec.name)))
 
 
-def _draw(spec: FieldSpec, prefix: str, label_key: str) -> None:
+def _relink(cls: type[Params], prefix: str, name: str) -> None:
+    """After a choice changes, load the fields that depend on it (`Params.linked`, e.g. sizes per op)."""
+    linked = getattr(cls, "linked", None)
+    if linked is None:
+        return
+    specs = {s.name: s for s in cls.specs()}
+    for other, value in linked(name, st.session_state[f"{prefix}.{name}"]).items():
+        st.session_state[f"{prefix}.{other}"] = _widget_value(specs[other], value)
+
+
+def _draw(cls: type[Params], spec: FieldSpec, prefix: str, label_key: str) -> None:
     key = f"{prefix}.{spec.name}"
     label = t(f"{prefix}.{label_key}", default=label_key)
     help_text = t(f"{prefix}.{label_key}_help") if has(f"{prefix}.{label_key}_help") else None
@@ -68,7 +78,8 @@ def _draw(spec: FieldSpec, prefix: str, label_key: str) -> None:
     if spec.kind == "bool":
         st.toggle(label, key=key, help=help_text)
     elif spec.kind == "str" and "choices" in meta:
-        st.selectbox(label, meta["choices"], key=key, help=help_text, format_func=option_label)
+        st.selectbox(label, meta["choices"], key=key, help=help_text, format_func=option_label, on_change=_relink,
+                     args=(cls, prefix, spec.name))  # fmt: skip
     elif spec.kind == "strs":
         st.multiselect(label, meta["choices"], key=key, help=help_text, format_func=option_label)
     elif spec.kind == "int":
@@ -88,7 +99,8 @@ def _draw(spec: FieldSpec, prefix: str, label_key: str) -> None:
         area = st.text_area if _wide(spec) else st.text_input
         area(label, key=key, help=help_text, max_chars=int(meta.get("max_len", 40)))
     else:
-        st.text_input(label, key=key, help=help_text or t("widgets.shape_help"), max_chars=40)
+        default_help = t("widgets.list_help") if meta.get("sep") == "," else t("widgets.shape_help")
+        st.text_input(label, key=key, help=help_text or default_help, max_chars=80)
 
 
 def _labeller(table: str, options: Iterable[str]) -> Callable[[str], str]:
@@ -164,12 +176,12 @@ def param_widgets(cls: type[P], prefix: str, columns: int = 3) -> P | None:
     roles: dict[str, str] = roles_fn() if roles_fn else {s.name: s.name for s in cls.specs()}
     shown = [s for s in cls.specs() if s.name in roles and not _hidden(prefix, s.name)]
     for spec in (s for s in shown if _wide(s)):
-        _draw(spec, prefix, roles[spec.name])
+        _draw(cls, spec, prefix, roles[spec.name])
     narrow = [s for s in shown if not _wide(s)]
     cols = st.columns(min(columns, max(1, len(narrow))))
     for i, spec in enumerate(narrow):
         with cols[i % len(cols)]:
-            _draw(spec, prefix, roles[spec.name])
+            _draw(cls, spec, prefix, roles[spec.name])
     if error is None:
         try:
             current.validate()

@@ -18,6 +18,7 @@ class Demo(Params):
     shape: tuple[int, ...] = field(default=(2, 3), metadata=shape_spec(max_dims=3, lo=1, hi=8, allow_infer=True))
     picks: tuple[str, ...] = field(default=("a",), metadata=choices("a", "b", "c"))
     note: str = field(default="", metadata=text_spec(max_len=5))
+    ks: tuple[int, ...] = field(default=(1, 2, 4), metadata=shape_spec(max_dims=4, lo=1, hi=64, sep=","))
 
     def validate(self) -> None:
         super().validate()
@@ -33,9 +34,15 @@ def test_defaults_are_valid_and_round_trip() -> None:
 
 
 def test_non_default_values_round_trip() -> None:
-    p = Demo(n=7, x=0.25, on=True, kind="a", shape=(4, -1), picks=("c", "a"), note="hi")
+    p = Demo(n=7, x=0.25, on=True, kind="a", shape=(4, -1), picks=("c", "a"), note="hi", ks=(8, 16))
     back, rejected = Demo.from_query(p.to_query("d"), "d")
     assert back == p and rejected == []
+
+
+def test_lists_are_written_with_commas_and_shapes_with_x() -> None:
+    query = Demo(shape=(4, 2), ks=(1, 8)).to_query("d")
+    assert (query["d.shape"], query["d.ks"]) == ("4x2", "1,8")
+    assert Demo.from_query({"d.ks": "2, 4"}, "d")[0].ks == (2, 4)
 
 
 @pytest.mark.parametrize(
