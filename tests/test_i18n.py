@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from core import accumulation, accumulation_memory, autograd, autograd_mechanics, init
+from core import accumulation, accumulation_memory, autograd, autograd_mechanics, devices, init, speed
 from core.params import InvalidParams
 from core.tensors import CREATE_FNS, EXPERIMENTS, INDEX_OPS, SHAPE_OPS
 from ui.catalog import LESSONS
@@ -36,7 +36,7 @@ def test_every_literal_key_in_the_code_exists() -> None:
 
 # Every lesson's experiments; a registry key is also the prefix of its strings and URL settings.
 REGISTRIES = [EXPERIMENTS, autograd.EXPERIMENTS, autograd_mechanics.EXPERIMENTS, init.EXPERIMENTS, accumulation.EXPERIMENTS,
-              accumulation_memory.EXPERIMENTS]  # fmt: skip
+              accumulation_memory.EXPERIMENTS, speed.EXPERIMENTS, devices.EXPERIMENTS]  # fmt: skip
 
 
 def test_experiment_names_are_unique_across_lessons() -> None:
@@ -78,6 +78,11 @@ def test_dynamic_families_are_complete() -> None:
     reasons = set(re.findall(r'(?:return|else) "(\w+)"', savers))  # unavailable_reason's message keys
     assert "fp16_conv_slow" in reasons
     wanted += [f"savers.unavailable.{reason}" for reason in reasons]
+    # The parts a result marks as needing a GPU: `() if cuda else ("events",)` and the like, and FactsResult's list.
+    marked = re.findall(r'else \(((?:"\w+",? ?)+)\)', (ROOT / "core" / "speed.py").read_text(encoding="utf-8"))
+    parts = {name for group in marked for name in re.findall(r"\w+", group)} | set(devices.FactsResult.gpu_only)
+    assert {"events", "host_device", "crossover", "to_cuda"} <= parts
+    wanted += [f"gpu.parts.{part}" for part in parts]
     assert [k for k in wanted if k not in en] == []
 
 

@@ -22,4 +22,6 @@ AUTOGRAD = Lesson(
 )  # fmt: skip
 INIT = Lesson("init", "views/init.py", ("dist", "fans", "signal", "train", "pitfalls"))
 ACCUMULATION = Lesson("accumulation", "views/accumulation.py", ("equiv", "norm", "curves", "memory", "savers", "pitfalls"))
-LESSONS = (TENSORS, AUTOGRAD, INIT, ACCUMULATION)
+SPEED = Lesson("speed", "views/speed.py", ("timing", "scaling", "cudnn", "footprint", "transfer", "pitfalls"))
+DEVICES = Lesson("devices", "views/devices.py", ("facts", "dataparallel", "pipeline", "checkpoint", "pitfalls"))
+LESSONS = (TENSORS, AUTOGRAD, INIT, ACCUMULATION, SPEED, DEVICES)

@@ -93,3 +93,10 @@ def graph(draw: Callable[[str], str], caption: str) -> None:
     digest = hashlib.sha1(draw("n").encode("utf-8")).hexdigest()[:10]
     st.graphviz_chart(draw(f"g{digest}_"), width="stretch")
     st.caption(caption)
+
+
+def gpu_note(parts: Sequence[str]) -> None:
+    """Say plainly which parts of an experiment need a GPU and what they would show (nothing when all ran)."""
+    if parts:
+        lines = "\n".join(f"- {t(f'gpu.parts.{part}')}" for part in parts)
+        st.info(f"{t('gpu.heading')}\n{lines}", icon=":material/memory:")

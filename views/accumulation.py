@@ -30,7 +30,7 @@ with panel:
             figure(C.equiv_error_figure(r, tr), "equiv.caption_error", key="equiv.error", dtype=r.dtype)
             figure(C.equiv_scatter_figure(r, tr), "equiv.caption_scatter", key="equiv.scatter", n=r.preview.shape[1])
             st.markdown(t("equiv.stale_line", predicted=f"{r.stale_rel_predicted:.3g}",
-                          measured=C.sci(r.overall_rel[-1]), residual=C.sci(r.stale_residual)))  # fmt: skip
+                          measured=f"{r.overall_rel[-1]:.3g}", residual=C.sci(r.stale_residual)))  # fmt: skip
             with st.expander(t("equiv.per_parameter")):
                 table(C.equiv_params_table(r, tr))
             code_panel(A.code_equiv(p), "accumulation_equivalence.py")

@@ -70,7 +70,8 @@ PAGES = {"home": "/", **{lesson.slug: f"/{lesson.slug}" for lesson in LESSONS}}
 LANGS = ("en", "zh")
 GRAPHVIZ = '[data-testid="stGraphVizChart"] svg'
 # What each page must draw by default: a Plotly chart (tensors) or an autograd graph (autograd).
-PAGE_DRAWS = {"tensors": PLOTLY_SELECTOR, "autograd": GRAPHVIZ, "init": PLOTLY_SELECTOR}
+PAGE_DRAWS = {"tensors": PLOTLY_SELECTOR, "autograd": GRAPHVIZ, "init": PLOTLY_SELECTOR, "accumulation": PLOTLY_SELECTOR,
+              "speed": PLOTLY_SELECTOR, "devices": PLOTLY_SELECTOR}  # fmt: skip
 HAN = re.compile(r"[\u4e00-\u9fff]")
 
 APP = '[data-testid="stApp"]'
