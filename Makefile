@@ -48,6 +48,7 @@ test: $(VENV)/.dev-installed chromium lint
 bench: $(VENV)/.dev-installed chromium
 	$(BIN)/python -m bench.pages
 	$(BIN)/python -m bench.graph_render
+	$(BIN)/python -m bench.timing_accuracy
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -33,7 +33,7 @@ from streamlit import config as st_config
 from streamlit import logger as st_logger
 from streamlit.testing.v1 import AppTest
 
-from core import autograd, autograd_mechanics, init, runner
+from core import accumulation, accumulation_memory, autograd, autograd_mechanics, devices, init, runner, speed
 from core import tensors as T
 from core.params import Params
 from ui.catalog import LESSONS
@@ -295,7 +295,8 @@ def page_reruns(target: str | None, tab: str, runs: int) -> PageResult:
 def experiments() -> list[tuple[str, Callable[[Any, runner.RunContext], Any], type[Params]]]:
     """Return (lesson/name, run_fn, Params class) for every experiment of every lesson."""
     registries = {"tensors": T.EXPERIMENTS, "autograd": autograd.EXPERIMENTS | autograd_mechanics.EXPERIMENTS,
-                  "init": init.EXPERIMENTS}  # fmt: skip
+                  "init": init.EXPERIMENTS, "accumulation": accumulation.EXPERIMENTS | accumulation_memory.EXPERIMENTS,
+                  "speed": speed.EXPERIMENTS, "devices": devices.EXPERIMENTS}  # fmt: skip
     return [(f"{lesson}/{name}", exp.run, exp.params) for lesson, found in registries.items() for name, exp in found.items()]
 
 
@@ -310,9 +311,15 @@ def time_execute(fn: Callable[[Any, runner.RunContext], Any], params: Params, ru
     return times
 
 
-def engine_times(runs: int) -> dict[str, Stats]:
-    """Time core.runner.execute(run_fn, Params()) at default params for every experiment of every lesson."""
-    return {name: summarize(time_execute(fn, params_cls(), runs)) for name, fn, params_cls in experiments()}
+def engine_times(runs: int, only: Sequence[str] = ()) -> dict[str, Stats]:
+    """Time core.runner.execute(run_fn, Params()) at default params for every experiment (of the lessons in `only`)."""
+    return {name: summarize(time_execute(fn, params_cls(), runs)) for name, fn, params_cls in experiments()
+            if wanted(name, only)}  # fmt: skip
+
+
+def wanted(name: str, only: Sequence[str]) -> bool:
+    """Return whether a page or experiment name ("lesson/tab") belongs to the lessons asked for (all when none)."""
+    return not only or name.split("/")[0] in only
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,6 +401,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=positive_int, default=20, help="reruns per page and runs per experiment (20)")
     parser.add_argument("--import-runs", type=positive_int, default=5, help="fresh-interpreter import timings (5)")
     parser.add_argument("--server-runs", type=positive_int, default=3, help="server start-ups to time (3)")
+    parser.add_argument("--only", nargs="*", default=[], metavar="LESSON", help="only these lessons' pages")
     return parser.parse_args(argv)
 
 
@@ -407,9 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_machine(facts)
     startup = measure_startup(args.import_runs, args.server_runs)
     print_startup(startup)
-    pages = {name: page_reruns(target, tab, args.runs) for name, (target, tab) in PAGES.items()}
+    pages = {name: page_reruns(target, tab, args.runs) for name, (target, tab) in PAGES.items() if wanted(name, args.only)}
     print_pages(pages, args.runs)
-    engine = engine_times(args.runs)
+    engine = engine_times(args.runs, args.only)
     print_engine(engine, args.runs)
     print(f"\nTotal benchmark time: {time.perf_counter() - began:.1f} s")
     print(report_json(facts, startup, pages, engine, args.runs))

@@ -143,3 +143,11 @@ def assert_same_from_threads(cases: Sequence[tuple[Callable[[Any, Any], Any], Pa
         results = list(pool.map(lambda job: run_cpu(*job), list(cases) * 2))
     for result, reference in zip(results, references * 2, strict=True):
         assert_same(result, reference)
+
+
+def query_id(p: Params) -> str:
+    """Return a test id naming the Params class and the fields that differ from its defaults."""
+    defaults = type(p)()
+    changed = [f"{f.name}={getattr(p, f.name)}" for f in dataclasses.fields(p)
+               if getattr(p, f.name) != getattr(defaults, f.name)]  # fmt: skip
+    return f"{type(p).__name__}(" + ",".join(changed) + ")"

@@ -11,6 +11,7 @@ exit code to files next to it. The scripts are split over a few such drivers run
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -91,3 +92,19 @@ def run_scripts(
         return Path(f"{path}{suffix}").read_text(encoding="utf-8")
 
     return {name: Ran(int(read(p, ".rc")), read(p, ".out"), read(p, ".err")) for name, p in paths.items()}
+
+
+NUMBER = r"-?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf)"  # a number as a script prints it
+
+
+def after(out: str, prefix: str) -> str:
+    """Return the rest of the first printed line that starts with prefix."""
+    for line in out.splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    raise AssertionError(f"no line starts with {prefix!r} in {out!r}")
+
+
+def numbers(text: str) -> list[float]:
+    """Return every number in text, in order."""
+    return [float(v) for v in re.findall(NUMBER, text)]

@@ -29,7 +29,7 @@ from core.autograd_mechanics import (
 from core.params import InvalidParams, Params
 from core.runner import execute
 from tests.params_strategies import any_params, assert_same, assert_same_from_threads, check_runs_or_refused
-from tests.scripts import Ran, run_scripts
+from tests.scripts import Ran, after, numbers, run_scripts
 
 CPU = torch.device("cpu")  # the scripts and the independent computations use CPU generators
 
@@ -426,18 +426,6 @@ def test_any_params_run_or_are_refused(cls: type[Params], data: st.DataObject) -
 
 # --------------------------------------------------------------------------------------------
 # Every generated script runs on its own and prints what the result holds
-
-
-def after(out: str, prefix: str) -> str:
-    """Return the rest of the first printed line that starts with prefix."""
-    for line in out.splitlines():
-        if line.startswith(prefix):
-            return line[len(prefix) :].strip()
-    raise AssertionError(f"no line starts with {prefix!r} in {out!r}")
-
-
-def numbers(text: str) -> list[float]:
-    return [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", text)]
 
 
 def check_accumulate(p: AccumulateParams, r: A.AccumulateResult, out: str) -> None:

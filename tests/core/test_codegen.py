@@ -29,7 +29,7 @@ from core.tensors import (
     NumpyParams,
     ShapeParams,
 )
-from tests.scripts import Ran, run_scripts, script_env
+from tests.scripts import Ran, after, run_scripts, script_env
 
 CPU = torch.device("cpu")  # the scripts use CPU generators
 TIMEOUT = 120
@@ -46,14 +46,6 @@ class Case:
 
 def has_line(out: str, line: str) -> bool:
     return line in out.splitlines()
-
-
-def after(out: str, prefix: str) -> str:
-    """Return the rest of the first printed line that starts with prefix."""
-    for line in out.splitlines():
-        if line.startswith(prefix):
-            return line[len(prefix) :].strip()
-    raise AssertionError(f"no line starts with {prefix!r}")
 
 
 def tensor_text(values: np.ndarray) -> str:

@@ -23,8 +23,8 @@ from core import devices as D
 from core.devices import CkptParams, DPParams, FactsParams, PipeParams
 from core.params import InvalidParams, Params
 from core.runner import cpu_model, execute
-from tests.params_strategies import any_params, assert_same, assert_same_from_threads, check_runs_or_refused
-from tests.scripts import Ran, run_scripts
+from tests.params_strategies import any_params, assert_same, assert_same_from_threads, check_runs_or_refused, query_id
+from tests.scripts import Ran, after, run_scripts
 
 CPU = torch.device("cpu")
 CUDA_AVAILABLE = torch.cuda.is_available()
@@ -35,14 +35,6 @@ QUICK = 0.01  # the least min_run_time: timings are printed, never compared
 def run(run_fn: Callable[[Any, Any], Any], params: Params, device: torch.device = CPU) -> Any:
     """Run an experiment through the runner (on the CPU unless told)."""
     return execute(run_fn, params, device=device)
-
-
-def query_id(p: Params) -> str:
-    defaults = type(p)()
-    changed = [
-        f"{f.name}={getattr(p, f.name)}" for f in dataclasses.fields(p) if getattr(p, f.name) != getattr(defaults, f.name)
-    ]
-    return f"{type(p).__name__}(" + ",".join(changed) + ")"
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,14 +478,6 @@ def test_any_params_run_or_are_refused(cls: type[Params], data: st.DataObject) -
 
 # --------------------------------------------------------------------------------------------
 # Every generated script runs on its own and prints what the result holds
-
-
-def after(out: str, prefix: str) -> str:
-    """Return the rest of the first printed line that starts with prefix."""
-    for line in out.splitlines():
-        if line.startswith(prefix):
-            return line[len(prefix) :].strip()
-    raise AssertionError(f"no line starts with {prefix!r} in {out!r}")
 
 
 def listed(out: str, prefix: str) -> Any:

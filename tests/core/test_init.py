@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +19,8 @@ from core import init as I
 from core.init import DistParams, FansParams, SignalParams, TrainParams
 from core.params import InvalidParams, Params
 from core.runner import ExperimentError, execute
-from tests.params_strategies import any_params, assert_same, assert_same_from_threads, check_runs_or_refused
-from tests.scripts import Ran, run_scripts
+from tests.params_strategies import any_params, assert_same, assert_same_from_threads, check_runs_or_refused, query_id
+from tests.scripts import Ran, after, numbers, run_scripts
 
 CPU = torch.device("cpu")  # the seeded comparisons use CPU generators
 K = 5.0  # tolerance in standard deviations of the estimator
@@ -30,14 +29,6 @@ K = 5.0  # tolerance in standard deviations of the estimator
 def run(run_fn: Callable[[Any, Any], Any], params: Params) -> Any:
     """Run an experiment through the runner, on the CPU."""
     return execute(run_fn, params, device=CPU)
-
-
-def query_id(p: Params) -> str:
-    defaults = type(p)()
-    changed = [
-        f"{f.name}={getattr(p, f.name)}" for f in dataclasses.fields(p) if getattr(p, f.name) != getattr(defaults, f.name)
-    ]
-    return f"{type(p).__name__}(" + ",".join(changed) + ")"
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,21 +623,6 @@ def test_any_params_run_or_are_refused(cls: type[Params], data: st.DataObject) -
 
 # --------------------------------------------------------------------------------------------
 # Every generated script runs on its own and prints what the result holds
-
-
-NUMBER = r"-?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf)"
-
-
-def after(out: str, prefix: str) -> str:
-    """Return the rest of the first printed line that starts with prefix."""
-    for line in out.splitlines():
-        if line.startswith(prefix):
-            return line[len(prefix) :].strip()
-    raise AssertionError(f"no line starts with {prefix!r} in {out!r}")
-
-
-def numbers(text: str) -> list[float]:
-    return [float(v) for v in re.findall(NUMBER, text)]
 
 
 def check_dist(p: DistParams, r: I.DistResult, out: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from core.params import InvalidParams, Params
 from core.runner import ExperimentError, execute
 from core.speed import CudnnParams, MemParams, ScalingParams, TimingParams, TransferParams
 from tests.params_strategies import any_params, check_runs_or_refused
-from tests.scripts import Ran, run_scripts
+from tests.scripts import Ran, after, numbers, run_scripts
 
 CPU = torch.device("cpu")
 HAS_CUDA = torch.cuda.is_available()
@@ -528,21 +527,6 @@ def test_transfer_one_size_has_the_sweeps_structure() -> None:
 
 # --------------------------------------------------------------------------------------------
 # Every generated script runs on its own and prints what the result holds (times are not compared)
-
-
-NUMBER = r"-?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf)"
-
-
-def after(out: str, prefix: str) -> str:
-    """Return the rest of the first printed line that starts with prefix."""
-    for line in out.splitlines():
-        if line.startswith(prefix):
-            return line[len(prefix) :].strip()
-    raise AssertionError(f"no line starts with {prefix!r} in {out!r}")
-
-
-def numbers(text: str) -> list[float]:
-    return [float(v) for v in re.findall(NUMBER, text)]
 
 
 def check_timing(p: TimingParams, r: S.TimingResult, out: str) -> None:
