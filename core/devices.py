@@ -578,8 +578,10 @@ def run_pipeline(p: PipeParams, ctx: RunContext) -> PipeResult:
     t1: dict[int, float] = {}
     t2: dict[int, float] = {}
     with torch.no_grad():
-        for n in sizes_to_measure(p.batch, splits):
+        measured = sizes_to_measure(p.batch, splits)
+        for done, n in enumerate(measured):
             ctx.check_deadline()
+            ctx.progress(done, len(measured))
             x = X[:n]
             h = stage1(x)
             t1[n] = time_call(partial(stage1, x), ctx.device, p.min_run_time).median

@@ -83,6 +83,12 @@ class RunContext:
     generator: torch.Generator
     deadline: float
     max_bytes: int
+    on_progress: Callable[[float], None] | None = None
+
+    def progress(self, done: int, total: int) -> None:
+        """Report that `done` of `total` parts of the run are finished (the page draws a bar)."""
+        if self.on_progress is not None and total > 0:
+            self.on_progress(min(1.0, done / total))
 
     def check_deadline(self) -> None:
         """Raise ExperimentError('timeout') once the run's wall-time limit has passed (call in loops)."""
@@ -157,15 +163,17 @@ def execute(
     *,
     exclusive: bool = False,
     on_wait: Callable[[int], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
     device: torch.device | None = None,
     gate: DeviceGate | None = None,
     config: Config | None = None,
 ) -> R:
     """Validate params, check the memory budget, then run run_fn on the device under the gate.
 
-    Raises InvalidParams for bad params, ExperimentError for a refused or failed run. Any
-    RuntimeError or out-of-memory error from torch becomes ExperimentError, the memory is
-    released, and the next run works.
+    `on_wait(position)` hears the place in the queue; `on_progress(fraction)` hears what the run
+    reports through ctx.progress. Raises InvalidParams for bad params, ExperimentError for a
+    refused or failed run. Any RuntimeError or out-of-memory error from torch becomes
+    ExperimentError, the memory is released, and the next run works.
     """
     config = config or CONFIG
     device = device or DEVICE
@@ -179,7 +187,7 @@ def execute(
     failure: ExperimentError | None = None
     with gate.hold(exclusive=exclusive, on_wait=on_wait):
         generator = torch.Generator(device=device).manual_seed(seed)
-        ctx = RunContext(device, generator, time.monotonic() + config.run_seconds, max_bytes)
+        ctx = RunContext(device, generator, time.monotonic() + config.run_seconds, max_bytes, on_progress)
         try:
             return run_fn(params, ctx)
         except (ExperimentError, InvalidParams):

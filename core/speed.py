@@ -739,6 +739,7 @@ def run_cudnn(p: CudnnParams, ctx: RunContext) -> CudnnResult:
         for m, mode in enumerate(p.shapes):
             for b, flag in enumerate((False, True)):
                 with _backend_flags(device, cudnn_benchmark=flag):
+                    ctx.progress(2 * m + b, 2 * len(p.shapes))
                     for i, side in enumerate(iteration_sides(mode, p.iters)):
                         ctx.check_deadline()
                         _sync(device)
@@ -992,6 +993,7 @@ def run_memory(p: MemParams, ctx: RunContext) -> MemResult:
     ckpt_peaks = np.zeros(k, np.int64) if cuda else None
     for i, s in enumerate(segment_values):
         ctx.check_deadline()
+        ctx.progress(i, k)
         ckpt_saved[i] = saved_activation_bytes(partial(_checkpointed, net, s, X), params)
         step(s)
         diffs[i] = max(float((param.grad - ref).abs().max().item()) for param, ref in zip(params, plain, strict=True)

@@ -28,15 +28,20 @@ def cache_key(run_fn: Callable[..., Any], params: Params) -> str:
 
 @st.cache_data(max_entries=CACHE_ENTRIES, ttl=CACHE_SECONDS, show_spinner=False)
 def _cached(key: str, _run_fn: Callable[[P, RunContext], R], _params: P, _exclusive: bool) -> R:
-    notice = st.empty()
+    notice, bar = st.empty(), st.empty()
 
     def on_wait(position: int) -> None:
         notice.info(t("run.queue", position=position), icon=":material/hourglass_top:")
 
+    def on_progress(fraction: float) -> None:
+        notice.empty()
+        bar.progress(fraction, text=t("run.progress", percent=round(100 * fraction)))
+
     try:
-        return runner.execute(_run_fn, _params, exclusive=_exclusive, on_wait=on_wait)
+        return runner.execute(_run_fn, _params, exclusive=_exclusive, on_wait=on_wait, on_progress=on_progress)
     finally:
         notice.empty()
+        bar.empty()
 
 
 def run_cached(run_fn: Callable[[P, RunContext], R], params: P | None, *, exclusive: bool = False,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
+from core.devices import PipeParams, run_pipeline
 from core.params import InvalidParams, Params, bounds
 from core.runner import Config, DeviceGate, ExperimentError, RunContext, execute
 
@@ -150,3 +151,23 @@ def test_cuda_out_of_memory_is_recovered() -> None:
         execute(hog, Noise(), device=torch.device("cuda"), config=Config(max_mb=1 << 20))
     assert info.value.key == "oom"
     assert len(execute(draw, Noise(n=10), device=torch.device("cuda"))) == 10
+
+
+def test_progress_reaches_the_caller_as_fractions() -> None:
+    heard: list[float] = []
+
+    def three_parts(p: Noise, ctx: RunContext) -> None:
+        for done in range(3):
+            ctx.progress(done, 3)
+        ctx.progress(3, 3)
+
+    execute(three_parts, Noise(), on_progress=heard.append, device=torch.device("cpu"))
+    assert heard == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    execute(three_parts, Noise(), device=torch.device("cpu"))  # nobody listening: nothing breaks
+
+
+def test_long_timing_runs_report_progress() -> None:
+    heard: list[float] = []
+    execute(run_pipeline, PipeParams(batch=8, split_size=2, width=16, min_run_time=0.01), on_progress=heard.append,
+            device=torch.device("cpu"))  # fmt: skip
+    assert len(heard) >= 3 and heard == sorted(heard) and 0 <= heard[0] < heard[-1] <= 1
