@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from core.accumulation import CurvesResult, EquivResult, NormResult
 from core.accumulation_memory import AccumMemory, MemoryResult, SaverRun, SaversResult
-from core.charts import Text, finish
+from core.charts import MB, Text, finish, memory_time_figure, sci
 
 # What each variant does to a micro-batch's loss before backward, as the code says it.
 VARIANT_CODE = {
@@ -28,13 +28,6 @@ CURVE_STYLE = {"big": ("#333333", "solid", 5), "accum": ("#f58518", "dash", 2), 
                "small_lr": ("#54a24b", "dot", 2)}  # fmt: skip
 # A log axis cannot show 0: exact zeros are drawn here, and their hover text says "0".
 LOG_FLOOR = 1e-18
-
-
-def sci(v: float) -> str:
-    """Return v in short scientific notation ('0' for an exact zero, '—' for nan)."""
-    if v != v:
-        return "—"
-    return "0" if v == 0 else f"{v:.1e}"
 
 
 def equiv_table(r: EquivResult, tr: Text) -> pd.DataFrame:
@@ -135,9 +128,6 @@ def curves_table(results: Sequence[CurvesResult], tr: Text) -> pd.DataFrame:
     })  # fmt: skip
 
 
-MB = 1e6
-
-
 def _spread_ms(times: np.ndarray, median: float) -> tuple[float, float]:
     """Return how far the 25th and 75th percentiles of the block times lie below and above the median, in ms."""
     q25, q75 = np.percentile(np.asarray(times, dtype=float), [25, 75])
@@ -153,20 +143,11 @@ def _memory_and_time(labels: list[str], runs: Sequence[AccumMemory | SaverRun], 
                      xtitle: str) -> go.Figure:  # fmt: skip
     """Bars of memory (left axis, MB) and points of time per step with their spread (right axis, ms)."""
     spreads = [_spread_ms(s.times, s.time_median) for s in runs]
-    fig = go.Figure()
-    fig.add_bar(x=labels, y=[memory_bytes(s) / MB for s in runs], name=tr("peak_mb" if cuda else "saved_mb"),
-                marker_color="#4c78a8", opacity=0.8)  # fmt: skip
-    fig.add_scatter(x=labels, y=[1e3 * s.time_median for s in runs], yaxis="y2", mode="lines+markers", name=tr("ms"),
-                    line={"color": "#e45756", "width": 3}, marker={"size": 9},
-                    error_y={"type": "data", "symmetric": False, "array": [hi for _, hi in spreads],
-                             "arrayminus": [lo for lo, _ in spreads]})  # fmt: skip
-    fig.update_layout(
-        xaxis={"title": xtitle, "type": "category"},
-        yaxis={"title": tr("peak_mb" if cuda else "saved_mb"), "rangemode": "tozero"},
-        yaxis2={"title": tr("ms"), "overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False},
-        legend={"orientation": "h", "y": -0.2},
+    return memory_time_figure(
+        labels, [memory_bytes(s) / MB for s in runs], [1e3 * s.time_median for s in runs],
+        ([lo for lo, _ in spreads], [hi for _, hi in spreads]), (xtitle, tr("peak_mb" if cuda else "saved_mb"), tr("ms")),
+        title,
     )  # fmt: skip
-    return finish(fig, title, height=420)
 
 
 def memory_figure(results: Sequence[MemoryResult], tr: Text) -> go.Figure:

@@ -6,18 +6,13 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.charts import Text, finish
+from core.charts import Text, finish, sci
 from core.devices import CkptResult, DPResult, FactsResult, PipeResult, Transfer, transfer_seconds
 
 GIB = 2**30
 COPY_COLOR, NO_COPY_COLOR = "#4c78a8", "#bab0ac"
 NAIVE_COLOR, GLOBAL_COLOR, WEIGHTED_COLOR = "#e45756", "#333333", "#54a24b"
 REPLICA_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#72b7b2", "#eeca3b", "#9d755d", "#bab0ac")
-
-
-def sci(v: float) -> str:
-    """Return v in short scientific notation ('0' for an exact zero)."""
-    return "0" if v == 0 else f"{v:.1e}"
 
 
 def us(seconds: float) -> str:

@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.charts import Text, finish
+from core.charts import MB, Text, finish, memory_time_figure
 from core.speed import CudnnResult, MemResult, ScalingResult, TimingResult, TransferResult
 
-MB = 1e6
 CLOCK_STYLE = {"naive": ("#e45756", "dot"), "sync": ("#4c78a8", "solid"), "events": ("#54a24b", "dash")}
 DEVICE_COLORS = {"cpu": "#4c78a8", "gpu": "#e45756"}
 
@@ -137,22 +136,15 @@ def footprint_table(r: MemResult, tr: Text) -> pd.DataFrame:
 def checkpoint_figure(r: MemResult, tr: Text) -> go.Figure:
     """Bars: bytes kept for backward per number of checkpoint segments (and theory); red: time per training step."""
     x = [str(s) for s in r.segments]
+    cuda = r.ckpt_cuda_peak_bytes is not None
     memory = r.ckpt_cuda_peak_bytes if r.ckpt_cuda_peak_bytes is not None else r.ckpt_saved_bytes
-    fig = go.Figure()
-    fig.add_bar(x=x, y=memory / MB, name=tr("peak_mb" if r.ckpt_cuda_peak_bytes is not None else "saved_mb"),
-                marker_color="#4c78a8", opacity=0.8)  # fmt: skip
+    half_iqr = (1e3 * r.ckpt_step_iqr / 2).tolist()
+    fig = memory_time_figure(x, (memory / MB).tolist(), (1e3 * r.ckpt_step_seconds).tolist(), (half_iqr, half_iqr),
+                             (tr("segments"), tr("peak_mb" if cuda else "saved_mb"), tr("step_ms")),
+                             tr("checkpoint_title"))  # fmt: skip
     fig.add_scatter(x=x, y=r.ckpt_theory_bytes / MB, mode="markers", name=tr("theory_mb"),
                     marker={"symbol": "diamond", "size": 11, "color": "#333333"})  # fmt: skip
-    fig.add_scatter(x=x, y=1e3 * r.ckpt_step_seconds, yaxis="y2", mode="lines+markers", name=tr("step_ms"),
-                    line={"color": "#e45756", "width": 3},
-                    error_y={"type": "data", "array": 1e3 * r.ckpt_step_iqr / 2})  # fmt: skip
-    fig.update_layout(
-        xaxis={"title": tr("segments"), "type": "category"},
-        yaxis={"title": tr("saved_mb"), "rangemode": "tozero"},
-        yaxis2={"title": tr("step_ms"), "overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False},
-        legend={"orientation": "h", "y": -0.2},
-    )  # fmt: skip
-    return finish(fig, tr("checkpoint_title"), height=420)
+    return fig
 
 
 def _concat(parts: Sequence[TransferResult], pick: str) -> np.ndarray:
