@@ -1,22 +1,25 @@
 """Run experiments safely for a whole class: budget, device, seeded RNG, device gate, deadline, errors.
 
 Every page calls `execute(run_fn, params)`; this is the one place where classroom safety lives.
-Configuration comes from environment variables, read once (see Config.from_env).
+Configuration comes from environment variables, read once (see Config.from_env). The process-wide
+state lives here too: the device gate (shared with every process of the host through files, see
+core.gate) and the class-wide result cache (bounded in bytes, see core.cache).
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
+from core.cache import ResultCache
+from core.gate import DeviceGate, OwnerBusy, default_folder
 from core.params import InvalidParams, Params
 
 R = TypeVar("R")
@@ -41,10 +44,14 @@ class Config:
     gpu_slots: int = 4  # experiments admitted on the GPU at once
     threads: int = 1  # torch intra-op threads per process
     run_seconds: float = 20.0  # wall-time limit of one run
+    cache_mb: int = 256  # the class-wide result cache's size
+    lock_dir: str = ""  # the device gate's folder; processes sharing a device share it ("" = a folder in /tmp)
+    rate: float = 2.0  # actions per second a session may sustain
+    burst: int = 12  # actions a session may take at once
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Config:
-        """Read TORCHLAB_DEVICE, _MAX_MB, _GPU_SLOTS, _THREADS, _RUN_SECONDS; bad values keep defaults."""
+        """Read the TORCHLAB_* variables (README, "Configuration"); bad values keep defaults, numbers are clamped."""
         env = dict(os.environ) if env is None else env
         base = cls()
 
@@ -62,6 +69,10 @@ class Config:
             gpu_slots=int(number("TORCHLAB_GPU_SLOTS", base.gpu_slots, 1, 64)),
             threads=int(number("TORCHLAB_THREADS", base.threads, 1, 256)),
             run_seconds=number("TORCHLAB_RUN_SECONDS", base.run_seconds, 0.1, 3600),
+            cache_mb=int(number("TORCHLAB_CACHE_MB", base.cache_mb, 1, 1 << 20)),
+            lock_dir=env.get("TORCHLAB_LOCK_DIR", base.lock_dir).strip(),
+            rate=number("TORCHLAB_RATE", base.rate, 0.1, 1000),
+            burst=int(number("TORCHLAB_BURST", base.burst, 1, 10000)),
         )
 
     def pick_device(self) -> torch.device:
@@ -96,65 +107,28 @@ class RunContext:
             raise ExperimentError("timeout", seconds=CONFIG.run_seconds)
 
 
-@dataclass
-class DeviceGate:
-    """FIFO admission to a device: up to `slots` shared runs at once, or one exclusive run alone.
-
-    Timing experiments ask for exclusive access so that nobody else's work pollutes their clock.
-    Waiters are served in arrival order; `on_wait(position)` reports the place in the queue.
-    """
-
-    slots: int
-    _cond: threading.Condition = field(default_factory=threading.Condition)
-    _queue: list[object] = field(default_factory=list)
-    _active: int = 0
-    _exclusive: bool = False
-
-    def _admissible(self, exclusive: bool) -> bool:
-        if self._exclusive:
-            return False
-        return self._active == 0 if exclusive else self._active < self.slots
-
-    @contextmanager
-    def hold(self, exclusive: bool = False, on_wait: Callable[[int], None] | None = None) -> Iterator[None]:
-        """Hold a place on the device for the duration of the with-block."""
-        ticket = object()
-        with self._cond:
-            self._queue.append(ticket)
-            last_position = -1
-            while not (self._queue[0] is ticket and self._admissible(exclusive)):
-                position = self._queue.index(ticket) + 1
-                if on_wait is not None and position != last_position:
-                    on_wait(position)
-                    last_position = position
-                self._cond.wait(timeout=0.5)
-            self._queue.pop(0)
-            self._active += 1
-            self._exclusive = exclusive
-            self._cond.notify_all()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._active -= 1
-                self._exclusive = False
-                self._cond.notify_all()
-
-    def waiting(self) -> int:
-        """Return how many runs are queued right now."""
-        with self._cond:
-            return len(self._queue)
+def available_cpus() -> int:
+    """Return the cores this process may use: its CPU affinity, capped by a cgroup quota (a container's CPU limit)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text(encoding="ascii").split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 def _default_slots(device: torch.device) -> int:
     if device.type == "cuda":
         return CONFIG.gpu_slots
     # Each CPU run uses CONFIG.threads threads; more runs than cores only thrash.
-    return max(1, (os.cpu_count() or 1) // CONFIG.threads)
+    return max(1, available_cpus() // CONFIG.threads)
 
 
 DEVICE = CONFIG.pick_device()
-GATE = DeviceGate(slots=_default_slots(DEVICE))
+GATE = DeviceGate(_default_slots(DEVICE), Path(CONFIG.lock_dir or default_folder()) / DEVICE.type)
+RESULTS = ResultCache(CONFIG.cache_mb * 2**20)
 
 
 def execute(
@@ -164,6 +138,7 @@ def execute(
     exclusive: bool = False,
     on_wait: Callable[[int], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
+    owner: str | None = None,
     device: torch.device | None = None,
     gate: DeviceGate | None = None,
     config: Config | None = None,
@@ -171,8 +146,9 @@ def execute(
     """Validate params, check the memory budget, then run run_fn on the device under the gate.
 
     `on_wait(position)` hears the place in the queue; `on_progress(fraction)` hears what the run
-    reports through ctx.progress. Raises InvalidParams for bad params, ExperimentError for a
-    refused or failed run. Any RuntimeError or out-of-memory error from torch becomes
+    reports through ctx.progress. `owner` (a student's session) may have one exclusive run queued
+    at a time: a second is refused with ExperimentError('one_queued'). Raises InvalidParams for bad
+    params, ExperimentError for a refused or failed run. Any RuntimeError or out-of-memory error from torch becomes
     ExperimentError, the memory is released, and the next run works.
     """
     config = config or CONFIG
@@ -184,24 +160,32 @@ def execute(
     if needed > max_bytes:
         raise ExperimentError("budget", needed_mb=round(needed / 2**20, 1), max_mb=config.max_mb)
     seed = int(getattr(params, "seed", 0))
+    try:
+        with gate.hold(exclusive=exclusive, on_wait=on_wait, owner=owner):
+            generator = torch.Generator(device=device).manual_seed(seed)
+            ctx = RunContext(device, generator, time.monotonic() + config.run_seconds, max_bytes, on_progress)
+            return _run_guarded(run_fn, params, ctx)
+    except OwnerBusy:
+        raise ExperimentError("one_queued") from None
+
+
+def _run_guarded(run_fn: Callable[[P, RunContext], R], params: P, ctx: RunContext) -> R:
+    """Run; turn torch's RuntimeError and out-of-memory errors into ExperimentError after freeing memory."""
     failure: ExperimentError | None = None
-    with gate.hold(exclusive=exclusive, on_wait=on_wait):
-        generator = torch.Generator(device=device).manual_seed(seed)
-        ctx = RunContext(device, generator, time.monotonic() + config.run_seconds, max_bytes, on_progress)
-        try:
-            return run_fn(params, ctx)
-        except (ExperimentError, InvalidParams):
-            raise
-        except (torch.cuda.OutOfMemoryError, MemoryError) as e:
-            failure = ExperimentError("oom", detail=_first_line(e))
-        except RuntimeError as e:
-            failure = ExperimentError("runtime", detail=_first_line(e))
-        finally:
-            # The exception (and the frames holding tensors) is gone here, so memory can go back.
-            if failure is not None:
-                gc.collect()
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+    try:
+        return run_fn(params, ctx)
+    except (ExperimentError, InvalidParams):
+        raise
+    except (torch.cuda.OutOfMemoryError, MemoryError) as e:
+        failure = ExperimentError("oom", detail=_first_line(e))
+    except RuntimeError as e:
+        failure = ExperimentError("runtime", detail=_first_line(e))
+    finally:
+        # The exception (and the frames holding tensors) is gone here, so memory can go back.
+        if failure is not None:
+            gc.collect()
+            if ctx.device.type == "cuda":
+                torch.cuda.empty_cache()
     assert failure is not None
     raise failure
 

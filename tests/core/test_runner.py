@@ -1,16 +1,17 @@
 """The runner's five duties: budget, device + seeded generator, device gate, deadline, clean errors."""
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import torch
 
 from core.devices import PipeParams, run_pipeline
+from core.gate import DeviceGate
 from core.params import InvalidParams, Params, bounds
-from core.runner import Config, DeviceGate, ExperimentError, RunContext, execute
+from core.runner import Config, ExperimentError, RunContext, execute
 
 
 @dataclass(frozen=True)
@@ -83,60 +84,21 @@ def test_errors_become_experiment_errors_and_the_next_run_works(error: BaseExcep
     assert execute(draw, Noise(n=3)) == torch.randn(3, generator=torch.Generator().manual_seed(0)).tolist()
 
 
-def test_gate_admits_slots_at_once_and_exclusive_runs_alone() -> None:
-    gate = DeviceGate(slots=2)
-    active, peak, exclusive_overlap = [0], [0], []
-    lock = threading.Lock()
-
-    def work(exclusive: bool) -> None:
-        with gate.hold(exclusive=exclusive):
-            with lock:
-                active[0] += 1
-                peak[0] = max(peak[0], active[0])
-                if exclusive and active[0] > 1:
-                    exclusive_overlap.append(active[0])
-            time.sleep(0.02)
-            with lock:
-                if exclusive and active[0] > 1:
-                    exclusive_overlap.append(active[0])
-                active[0] -= 1
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(work, [i % 4 == 0 for i in range(24)]))
-    assert peak[0] == 2
-    assert exclusive_overlap == []
-
-
-def test_gate_reports_queue_positions_in_order() -> None:
-    gate = DeviceGate(slots=1)
-    positions: list[int] = []
-    release = threading.Event()
-    entered = threading.Event()
-
-    def holder() -> None:
-        with gate.hold():
-            entered.set()
-            release.wait(5)
-
-    first = threading.Thread(target=holder)
-    first.start()
-    entered.wait(5)
-    waiter = threading.Thread(target=lambda: gate.hold(on_wait=positions.append).__enter__())
-    waiter.start()
-    deadline = time.monotonic() + 5
-    while not positions and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert gate.waiting() == 1
-    release.set()
-    first.join(5)
-    waiter.join(5)
-    assert positions == [1]
+def test_a_second_exclusive_run_of_one_owner_is_refused_with_a_message(tmp_path: Path) -> None:
+    gate = DeviceGate(slots=1, folder=tmp_path)
+    with gate.hold(exclusive=True, owner="student"):
+        with pytest.raises(ExperimentError) as info:
+            execute(draw, Noise(n=3), exclusive=True, owner="student", gate=gate, device=torch.device("cpu"))
+        assert info.value.key == "one_queued"
+    assert len(execute(draw, Noise(n=3), exclusive=True, owner="student", gate=gate, device=torch.device("cpu"))) == 3
 
 
 def test_config_from_env_reads_and_clamps() -> None:
     c = Config.from_env({"TORCHLAB_DEVICE": "CPU", "TORCHLAB_MAX_MB": "64", "TORCHLAB_GPU_SLOTS": "0",
-                         "TORCHLAB_THREADS": "junk", "TORCHLAB_RUN_SECONDS": "2.5"})  # fmt: skip
-    assert c == Config(device="cpu", max_mb=64, gpu_slots=1, threads=Config().threads, run_seconds=2.5)
+                         "TORCHLAB_THREADS": "junk", "TORCHLAB_RUN_SECONDS": "2.5", "TORCHLAB_CACHE_MB": "-3",
+                         "TORCHLAB_LOCK_DIR": " /srv/gate ", "TORCHLAB_RATE": "nan?", "TORCHLAB_BURST": "1e9"})  # fmt: skip
+    assert c == Config(device="cpu", max_mb=64, gpu_slots=1, threads=Config().threads, run_seconds=2.5, cache_mb=1,
+                       lock_dir="/srv/gate", rate=Config().rate, burst=10000)  # fmt: skip
     assert Config.from_env({"TORCHLAB_DEVICE": "tpu"}).device == "auto"
     assert Config(device="cpu").pick_device() == torch.device("cpu")
 

@@ -1,0 +1,165 @@
+"""The device gate: slots and exclusive runs, queue places, one queued timing run per owner, phase-fair
+admission (a bystander is not starved by students looping timing runs), and one gate across processes."""
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from core.gate import DeviceGate, OwnerBusy
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll until condition() holds; fail the test if it never does."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.005)
+
+
+def test_slots_at_once_and_exclusive_runs_alone(tmp_path: Path) -> None:
+    gate = DeviceGate(slots=2, folder=tmp_path)
+    active, peak, exclusive_overlap = [0], [0], []
+    lock = threading.Lock()
+
+    def work(exclusive: bool) -> None:
+        with gate.hold(exclusive=exclusive):
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+                if exclusive and active[0] > 1:
+                    exclusive_overlap.append(active[0])
+            time.sleep(0.02)
+            with lock:
+                if exclusive and active[0] > 1:
+                    exclusive_overlap.append(active[0])
+                active[0] -= 1
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, [i % 4 == 0 for i in range(24)]))
+    assert peak[0] == 2
+    assert exclusive_overlap == []
+    assert [p.name for p in tmp_path.iterdir() if p.name not in ("mutex", "last_exclusive_end")] == []
+
+
+def test_queue_places_are_reported_and_a_withdrawn_waiter_leaves_the_queue(tmp_path: Path) -> None:
+    gate = DeviceGate(slots=1, folder=tmp_path)
+    positions: list[int] = []
+    release, entered = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with gate.hold():
+            entered.set()
+            release.wait(10)
+
+    def impatient(position: int) -> None:
+        positions.append(position)
+        raise KeyboardInterrupt  # a page rerun stops the wait from inside on_wait
+
+    first = threading.Thread(target=holder)
+    first.start()
+    entered.wait(10)
+    with pytest.raises(KeyboardInterrupt), gate.hold(on_wait=impatient):
+        pass
+    assert positions == [1] and gate.waiting() == 0
+    waiter = threading.Thread(target=lambda: gate.hold(on_wait=positions.append).__enter__())
+    waiter.start()
+    wait_until(lambda: len(positions) == 2)
+    assert gate.waiting() == 1
+    release.set()
+    first.join(10)
+    waiter.join(10)
+    assert positions == [1, 1]
+
+
+def test_one_owner_has_at_most_one_exclusive_run_queued(tmp_path: Path) -> None:
+    gate = DeviceGate(slots=1, folder=tmp_path)
+    with gate.hold(exclusive=True, owner="a"):
+        with pytest.raises(OwnerBusy), gate.hold(exclusive=True, owner="a"):
+            pass
+        assert gate.waiting() == 0  # the refused run left no ticket behind
+    with gate.hold(exclusive=True, owner="a"):  # the first one is done: allowed again
+        pass
+
+
+def test_a_bystander_waits_for_at_most_one_exclusive_run_while_three_students_loop_them(tmp_path: Path) -> None:
+    gate = DeviceGate(slots=2, folder=tmp_path)
+    started: list[str] = []  # the order in which runs got the device
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def hog(name: str) -> None:
+        while not stop.is_set():
+            with gate.hold(exclusive=True, owner=name):
+                with lock:
+                    started.append(name)
+                time.sleep(0.03)
+
+    hogs = [threading.Thread(target=hog, args=(f"hog{i}",)) for i in range(3)]
+    for h in hogs:
+        h.start()
+    wait_until(lambda: len(started) >= 3 and gate.waiting() >= 2)  # every hog has one queued
+    for _ in range(5):
+        with lock:
+            before = len(started)
+        with gate.hold(owner="bystander"), lock:
+            after = len(started)
+        assert after - before <= 1, f"{after - before} exclusive runs started while a shared run waited"
+    stop.set()
+    for h in hogs:
+        h.join(10)
+    assert {"hog0", "hog1", "hog2"} <= set(started)  # and the hogs were not starved either
+
+
+def _hold_in_child(folder: str, exclusive: bool, entered: str, release: str) -> None:
+    gate = DeviceGate(slots=1, folder=folder)
+    with gate.hold(exclusive=exclusive):
+        Path(entered).touch()
+        while not os.path.exists(release):
+            time.sleep(0.005)
+
+
+def _child(folder: Path, exclusive: bool) -> tuple[multiprocessing.process.BaseProcess, Path, Path]:
+    entered, release = folder.parent / f"entered-{time.monotonic_ns()}", folder.parent / f"release-{time.monotonic_ns()}"
+    proc = multiprocessing.get_context("spawn").Process(target=_hold_in_child,
+                                                        args=(str(folder), exclusive, str(entered), str(release)))  # fmt: skip
+    proc.start()
+    wait_until(entered.exists, 60)
+    return proc, entered, release
+
+
+def test_an_exclusive_run_in_another_process_keeps_this_one_waiting(tmp_path: Path) -> None:
+    folder = tmp_path / "gate"
+    gate = DeviceGate(slots=4, folder=folder)
+    proc, _, release = _child(folder, exclusive=True)
+    inside = threading.Event()
+
+    def shared_run() -> None:
+        with gate.hold():
+            inside.set()
+
+    waiter = threading.Thread(target=shared_run)
+    waiter.start()
+    wait_until(lambda: gate.waiting() == 1)
+    assert not inside.is_set()
+    release.touch()
+    proc.join(30)
+    wait_until(inside.is_set)
+    waiter.join(10)
+
+
+def test_a_crashed_process_does_not_block_the_gate(tmp_path: Path) -> None:
+    folder = tmp_path / "gate"
+    gate = DeviceGate(slots=1, folder=folder)
+    proc, _, _ = _child(folder, exclusive=True)
+    assert proc.pid is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(30)
+    with gate.hold(exclusive=True):  # the dead owner's ticket is recognised and dropped
+        pass
