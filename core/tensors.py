@@ -600,8 +600,10 @@ class BroadcastResult:
     result_shape: tuple[int, ...] | None
     stride_a: tuple[int, ...] | None  # strides of a expanded to the result (0 = repeated, no copy)
     stride_b: tuple[int, ...] | None
-    a: np.ndarray
-    b: np.ndarray
+    # The values are kept only when the page draws them (a + b has at most MAX_GRID cells): the
+    # result is shared by the whole class through the cache, so it holds what the page shows.
+    a: np.ndarray | None
+    b: np.ndarray | None
     total: np.ndarray | None  # a + b
     torch_error: str | None
 
@@ -628,12 +630,12 @@ def run_broadcast(p: BroadcastParams, ctx: RunContext) -> BroadcastResult:
     try:
         total = a + b
     except RuntimeError as e:
-        return BroadcastResult(aligned_a, aligned_b, status, None, None, None, _to_numpy(a), _to_numpy(b),
-                               None, _error_text(e))  # fmt: skip
+        return BroadcastResult(aligned_a, aligned_b, status, None, None, None, None, None, None, _error_text(e))
     shape = tuple(total.shape)
+    drawn = total.numel() <= MAX_GRID
     return BroadcastResult(
         aligned_a, aligned_b, status, shape, tuple(a.expand(shape).stride()), tuple(b.expand(shape).stride()),
-        _to_numpy(a), _to_numpy(b), _to_numpy(total), None,
+        _to_numpy(a) if drawn else None, _to_numpy(b) if drawn else None, _to_numpy(total) if drawn else None, None,
     )  # fmt: skip
 
 

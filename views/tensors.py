@@ -76,9 +76,9 @@ with panel:
             table(charts.broadcast_table(r, tr), "broadcast.table_caption")
             if r.torch_error:
                 torch_says(r.torch_error)
-            elif r.total is not None:
+            else:
                 st.markdown(t("broadcast.result_line", shape=r.result_shape, sa=r.stride_a, sb=r.stride_b))
-                if r.total.size <= T.MAX_GRID:
+                if r.a is not None and r.b is not None and r.total is not None:
                     grids = [charts.Grid(f"a {p.shape_a}", r.a), charts.Grid(f"b {p.shape_b}", r.b),
                              charts.Grid(f"a + b {r.result_shape}", r.total)]  # fmt: skip
                     figure(charts.grids_figure(grids, t("broadcast.grid_title")), "broadcast.caption", key="broadcast.fig")

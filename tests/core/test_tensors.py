@@ -331,17 +331,21 @@ def test_broadcast_matches_torch(shape_a: tuple[int, ...], shape_b: tuple[int, .
     result = run(T.run_broadcast, BroadcastParams(shape_a, shape_b))
     a = np.arange(math.prod(shape_a)).reshape(shape_a)
     b = np.asarray(10 * np.arange(math.prod(shape_b)).reshape(shape_b))
-    np.testing.assert_array_equal(result.a, a)
-    np.testing.assert_array_equal(result.b, b)
     try:
         expected = tuple(torch.broadcast_shapes(shape_a, shape_b))
     except RuntimeError:
-        assert result.torch_error is not None and result.result_shape is None and result.total is None
+        assert result.torch_error is not None and result.result_shape is None
+        assert result.a is None and result.b is None and result.total is None
         assert "mismatch" in result.status
         return
     assert result.torch_error is None and "mismatch" not in result.status
     assert result.result_shape == expected
-    np.testing.assert_array_equal(result.total, a + b)
+    if math.prod(expected) <= T.MAX_GRID:  # values are kept only when the page draws them
+        np.testing.assert_array_equal(result.a, a)
+        np.testing.assert_array_equal(result.b, b)
+        np.testing.assert_array_equal(result.total, a + b)
+    else:
+        assert result.a is None and result.b is None and result.total is None
     dims = len(expected)
     for shape, aligned, stride, values in [
         (shape_a, result.aligned_a, result.stride_a, a),
