@@ -1,9 +1,10 @@
-"""TorchLab router: page config, language, sidebar, navigation. No lesson content lives here."""
+"""TorchLab router: page config, language, classroom guards, sidebar, navigation. No lesson content lives here."""
 
 import streamlit as st
 
 from ui.catalog import LESSONS
 from ui.i18n import choose_language, t
+from ui.session import replica_notice, within_rate
 from ui.sidebar import device_box
 
 st.set_page_config(page_title="TorchLab", page_icon="🔥", layout="wide")
@@ -12,4 +13,6 @@ home = st.Page("views/home.py", title=t("nav.home"), default=True)
 lessons = [st.Page(lesson.script, title=t(f"nav.{lesson.slug}"), url_path=lesson.slug) for lesson in LESSONS]
 page = st.navigation({t("nav.start"): [home], t("nav.lessons"): lessons})
 device_box()
-page.run()
+replica_notice()
+if within_rate():
+    page.run()

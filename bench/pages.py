@@ -275,12 +275,12 @@ def open_page(target: str | None, tab: str = "") -> AppTest:
 
 
 def page_reruns(target: str | None, tab: str, runs: int) -> PageResult:
-    """Time `runs` reruns of one page after clearing st.cache_data, each followed by a cached rerun."""
+    """Time `runs` reruns of one page after clearing the result cache, each followed by a cached rerun."""
     at = open_page(target, tab)
     uncached, cached = [], []
     exceptions = len(at.exception)
     for _ in range(runs):
-        st.cache_data.clear()
+        runner.RESULTS.clear()
         uncached.append(timed(at.run))
         exceptions += len(at.exception)
         cached.append(timed(at.run))

@@ -1,4 +1,4 @@
-"""Running experiments from a page: the shared cache, the queue notice and the error box."""
+"""Running experiments from a page: the class-wide cache (core.runner.RESULTS), the queue notice and the error box."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import runner
 from core.params import InvalidParams, Params
@@ -16,9 +17,6 @@ from ui.widgets import error_text
 P = TypeVar("P", bound=Params)
 R = TypeVar("R")
 
-CACHE_ENTRIES = 512
-CACHE_SECONDS = 3600
-
 
 def cache_key(run_fn: Callable[..., Any], params: Params) -> str:
     """Return the text that identifies one experiment run: function, every param, device kind."""
@@ -26,8 +24,14 @@ def cache_key(run_fn: Callable[..., Any], params: Params) -> str:
     return f"{run_fn.__module__}.{run_fn.__qualname__}?{fields}@{runner.DEVICE.type}"
 
 
-@st.cache_data(max_entries=CACHE_ENTRIES, ttl=CACHE_SECONDS, show_spinner=False)
-def _cached(key: str, _run_fn: Callable[[P, RunContext], R], _params: P, _exclusive: bool) -> R:
+def session_id() -> str | None:
+    """Return the id of the student's session (the owner of its runs at the device gate), or None outside one."""
+    ctx = get_script_run_ctx()
+    return None if ctx is None else ctx.session_id
+
+
+def _compute(run_fn: Callable[[P, RunContext], R], params: P, exclusive: bool) -> R:
+    """Run one experiment now, showing the queue place while it waits and a bar while it reports progress."""
     notice, bar = st.empty(), st.empty()
 
     def on_wait(position: int) -> None:
@@ -38,7 +42,8 @@ def _cached(key: str, _run_fn: Callable[[P, RunContext], R], _params: P, _exclus
         bar.progress(fraction, text=t("run.progress", percent=round(100 * fraction)))
 
     try:
-        return runner.execute(_run_fn, _params, exclusive=_exclusive, on_wait=on_wait, on_progress=on_progress)
+        return runner.execute(run_fn, params, exclusive=exclusive, on_wait=on_wait, on_progress=on_progress,
+                              owner=session_id())  # fmt: skip
     finally:
         notice.empty()
         bar.empty()
@@ -51,7 +56,7 @@ def run_cached(run_fn: Callable[[P, RunContext], R], params: P | None, *, exclus
         return None
     try:
         with st.spinner(t("run.running")):
-            return _cached(cache_key(run_fn, params), run_fn, params, exclusive)
+            return runner.RESULTS.get_or_run(cache_key(run_fn, params), lambda: _compute(run_fn, params, exclusive))
     except InvalidParams as e:
         st.error(error_text(e, prefix), icon=":material/warning:")
     except ExperimentError as e:
