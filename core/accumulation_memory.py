@@ -634,6 +634,9 @@ def code_savers(p: SaversParams) -> str:
         skip = """    if mode == "fp16":
         print("fp16 skipped: torch's float16 convolution backward is very slow on a CPU")
         continue
+    if mode == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():  # private: oneDNN's own check
+        print("bf16 skipped: this CPU has no fast bfloat16 convolution")
+        continue
 """
     return f"""import math
 

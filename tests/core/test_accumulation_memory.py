@@ -328,6 +328,8 @@ def test_hooks_count_what_stays_allocated_after_forward(model: str, width: int, 
     net = build_model(p.spec(), g, CPU)
     X, y = make_batch(p.spec(), batch, make_teacher(g, CPU), g, CPU)
     for m in r.runs:
+        if m.unavailable is not None:  # e.g. bf16 convolutions on a CPU without oneDNN's bfloat16 kernels
+            continue
         deltas = []
         for _ in range(3):  # the first passes fill oneDNN's primitive cache and autocast's lazy state
             gc.collect()
