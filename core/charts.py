@@ -24,6 +24,7 @@ from core.autograd_mechanics import (
     NogradResult,
 )
 from core.init import DistResult, FansResult, SignalResult, TrainResult
+from core.memo import same_inputs
 from core.tensors import (
     BroadcastResult,
     CreateResult,
@@ -93,6 +94,7 @@ def finish(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
 # Creation
 
 
+@same_inputs
 def creation_figure(r: CreateResult, tr: Text) -> go.Figure:
     """Histogram of the values against the expected counts, or the values by index when not random."""
     fig = go.Figure()
@@ -143,6 +145,7 @@ def as_panel(values: np.ndarray) -> np.ndarray:
     return np.vstack(parts[:-1])
 
 
+@same_inputs
 def grids_figure(grids: Sequence[Grid], title: str) -> go.Figure:
     """Draw tensors side by side as grids of cells with their values written in.
 
@@ -205,6 +208,7 @@ def facts_table(facts: Sequence[TensorFacts], tr: Text, changed: Callable[[Tenso
     return pd.DataFrame(rows)
 
 
+@same_inputs
 def storage_figure(r: LayoutResult, tr: Text) -> go.Figure:
     """Draw each storage as a strip of cells and, under it, which cells each tensor reaches.
 
@@ -273,6 +277,7 @@ def index_grids(r: IndexResult, tr: Text) -> list[Grid]:
 # NumPy and dtype
 
 
+@same_inputs
 def numpy_figure(r: NumpyResult, tr: Text) -> go.Figure:
     """Bar chart of the median conversion time of each way, with the interquartile range."""
     ways = list(r.times_us)
@@ -363,6 +368,7 @@ def grads_table(r: GraphResult, tr: Text) -> pd.DataFrame:
 # Autograd mechanics
 
 
+@same_inputs
 def accumulate_figure(r: AccumulateResult, tr: Text) -> go.Figure:
     """x.grad and w.grad after each backward call (markers) against what theory predicts (dashed)."""
     fig = go.Figure()
@@ -391,6 +397,7 @@ def detach_table(r: DetachResult, tr: Text) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@same_inputs
 def nograd_figure(r: NogradResult, tr: Text) -> go.Figure:
     """Bytes saved for backward in each grad mode (bars), split into weights and activations."""
     modes = [tr(m) for m in r.modes]
@@ -418,6 +425,7 @@ def nograd_table(r: NogradResult, tr: Text) -> pd.DataFrame:
     })  # fmt: skip
 
 
+@same_inputs
 def higher_figure(r: HigherResult, tr: Text) -> go.Figure:
     """f, f' and f'' from autograd (solid) against the analytic derivatives (dotted)."""
     fig = go.Figure()
@@ -456,6 +464,7 @@ def custom_table(r: CustomResult, tr: Text) -> pd.DataFrame:
 # Weight initialization
 
 
+@same_inputs
 def dist_figure(r: DistResult, tr: Text) -> go.Figure:
     """Histogram of the initialized weights against the theoretical density (line) or point masses (diamonds)."""
     fig = go.Figure()
@@ -496,6 +505,7 @@ def gains_table(r: FansResult, tr: Text) -> pd.DataFrame:
     })  # fmt: skip
 
 
+@same_inputs
 def signal_figure(r: SignalResult, tr: Text, quantity: str) -> go.Figure:
     """Per-layer std (log scale) of activations ('act') or weight gradients ('grad') for both configurations.
 
@@ -516,6 +526,7 @@ def signal_figure(r: SignalResult, tr: Text, quantity: str) -> go.Figure:
     return finish(fig, tr(f"{quantity}_title"), height=380)
 
 
+@same_inputs
 def signal_hist_figure(r: SignalResult, tr: Text) -> go.Figure:
     """Activation histograms at a few layers, one heat strip per layer, both configurations side by side."""
     data = []
@@ -533,6 +544,7 @@ def signal_hist_figure(r: SignalResult, tr: Text) -> go.Figure:
     return finish(go.Figure(data=data, layout=layout), tr("hist_title"), height=320)
 
 
+@same_inputs
 def train_figure(results: Sequence[TrainResult], tr: Text) -> go.Figure:
     """Training loss per step for each initialization (log scale), accuracy in the legend."""
     fig = go.Figure()

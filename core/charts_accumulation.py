@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from core.accumulation import CurvesResult, EquivResult, NormResult
 from core.accumulation_memory import AccumMemory, MemoryResult, SaverRun, SaversResult
 from core.charts import MB, Text, finish, memory_time_figure, sci
+from core.memo import same_inputs
 
 # What each variant does to a micro-batch's loss before backward, as the code says it.
 VARIANT_CODE = {
@@ -50,6 +51,7 @@ def equiv_params_table(r: EquivResult, tr: Text) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+@same_inputs
 def equiv_error_figure(r: EquivResult, tr: Text) -> go.Figure:
     """Bar per variant: relative error of the accumulated gradient (log scale), with the dtype's epsilon marked."""
     rel = np.asarray(r.overall_rel, dtype=float)
@@ -62,6 +64,7 @@ def equiv_error_figure(r: EquivResult, tr: Text) -> go.Figure:
     return finish(fig, tr("error_title"), height=360)
 
 
+@same_inputs
 def equiv_scatter_figure(r: EquivResult, tr: Text) -> go.Figure:
     """Scatter of the same gradient entries: full batch (x) against each variant (y); y = x is correct."""
     fig = go.Figure()
@@ -76,6 +79,7 @@ def equiv_scatter_figure(r: EquivResult, tr: Text) -> go.Figure:
     return finish(fig, tr("scatter_title"), height=420)
 
 
+@same_inputs
 def norm_figure(r: NormResult, tr: Text) -> go.Figure:
     """Relative error of accumulation against k, one line per normalisation (log-log; exact zeros at the floor)."""
     fig = go.Figure()
@@ -102,6 +106,7 @@ def norm_stats_table(r: NormResult, tr: Text) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+@same_inputs
 def curves_figure(results: Sequence[CurvesResult], tr: Text) -> go.Figure:
     """Held-out loss after each effective step for each way of training, on the same sample stream."""
     fig = go.Figure()
@@ -139,6 +144,7 @@ def memory_bytes(step: AccumMemory | SaverRun) -> int:
     return step.cuda_peak_bytes if step.cuda_peak_bytes is not None else step.saved_bytes
 
 
+@same_inputs
 def _memory_and_time(labels: list[str], runs: Sequence[AccumMemory | SaverRun], cuda: bool, tr: Text, title: str,
                      xtitle: str) -> go.Figure:  # fmt: skip
     """Bars of memory (left axis, MB) and points of time per step with their spread (right axis, ms)."""
@@ -150,6 +156,7 @@ def _memory_and_time(labels: list[str], runs: Sequence[AccumMemory | SaverRun], 
     )  # fmt: skip
 
 
+@same_inputs
 def memory_figure(results: Sequence[MemoryResult], tr: Text) -> go.Figure:
     """Memory of one effective step and time per effective step against k (one result per k)."""
     steps = [s for r in results for s in r.steps]
@@ -174,6 +181,7 @@ def memory_table(results: Sequence[MemoryResult], tr: Text) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+@same_inputs
 def savers_figure(results: Sequence[SaversResult], tr: Text) -> go.Figure:
     """Memory and time of one training step for each way of saving memory that this device can run."""
     runs = [run for r in results for run in r.runs if run.unavailable is None]

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 
 from core.charts import Text, finish, sci
 from core.devices import CkptResult, DPResult, FactsResult, PipeResult, Transfer, transfer_seconds
+from core.memo import same_inputs
 
 GIB = 2**30
 COPY_COLOR, NO_COPY_COLOR = "#4c78a8", "#bab0ac"
@@ -73,6 +74,7 @@ def transfer_table(r: FactsResult, tr: Text) -> pd.DataFrame:
     })  # fmt: skip
 
 
+@same_inputs
 def transfer_figure(r: FactsResult, tr: Text) -> go.Figure:
     """Horizontal bars: median time per call (µs, log scale); copies in blue with their GB/s, no copy in grey."""
     fig = go.Figure()
@@ -134,6 +136,7 @@ def dp_reductions_table(r: DPResult, tr: Text) -> pd.DataFrame:
     })  # fmt: skip
 
 
+@same_inputs
 def dp_losses_figure(r: DPResult, tr: Text) -> go.Figure:
     """Bars of the per-sample losses coloured by replica, each replica's mean, the batch mean and the mean of means."""
     replica = replica_of_sample(r)
@@ -159,6 +162,7 @@ def dp_losses_figure(r: DPResult, tr: Text) -> go.Figure:
     return finish(fig, tr("losses_title"), height=400)
 
 
+@same_inputs
 def dp_weights_figure(r: DPResult, tr: Text) -> go.Figure:
     """Grouped bars: each sample's weight in the mean of replica means, 1/(k n_i), against 1/N in the batch mean."""
     labels = _sample_labels(r, tr)
@@ -173,6 +177,7 @@ def dp_weights_figure(r: DPResult, tr: Text) -> go.Figure:
     return finish(fig, tr("weights_title"), height=380)
 
 
+@same_inputs
 def dp_grad_figure(r: DPResult, tr: Text) -> go.Figure:
     """Scatter of the gradient entries: one device (x) against the size-weighted mean and the mean of means (y)."""
     lo = float(min(r.grad_full.min(), r.grad_naive.min(), r.grad_weighted.min()))
@@ -193,6 +198,7 @@ def dp_grad_figure(r: DPResult, tr: Text) -> go.Figure:
 # 3. Pipeline
 
 
+@same_inputs
 def pipeline_figure(r: PipeResult, tr: Text) -> go.Figure:
     """The U-curve: modelled time of the pipelined batch (ms) against the split size (log x), chosen and best marked.
 
@@ -221,6 +227,7 @@ def pipeline_figure(r: PipeResult, tr: Text) -> go.Figure:
     return finish(fig, tr("curve_title").format(batch=r.batch), height=440)
 
 
+@same_inputs
 def stage_times_figure(r: PipeResult, tr: Text) -> go.Figure:
     """Measured time per call of each stage and the modelled link time against the chunk size (log-log, µs)."""
     link = [transfer_seconds(int(n), r.width, r.transfer_gbps) * 1e6 for n in r.measured_sizes]

@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.charts import MB, Text, finish, memory_time_figure
+from core.memo import same_inputs
 from core.speed import CudnnResult, MemResult, ScalingResult, TimingResult, TransferResult
 
 CLOCK_STYLE = {"naive": ("#e45756", "dot"), "sync": ("#4c78a8", "solid"), "events": ("#54a24b", "dash")}
@@ -20,6 +21,7 @@ def _ms(seconds: float | None) -> str:
     return "—" if seconds is None or seconds != seconds else f"{1e3 * seconds:.3g}"
 
 
+@same_inputs
 def timing_figure(r: TimingResult, tr: Text) -> go.Figure:
     """Time of every call, from the cold first one, by each clock (log scale); benchmark's median as a line."""
     fig = go.Figure()
@@ -53,6 +55,7 @@ def timing_table(r: TimingResult, tr: Text) -> pd.DataFrame:
     })  # fmt: skip
 
 
+@same_inputs
 def scaling_figure(r: ScalingResult, tr: Text, quantity: str) -> go.Figure:
     """Time per call ('time') or achieved TFLOP/s ('tflops') against size on log-log axes, CPU and GPU."""
     fig = go.Figure()
@@ -92,6 +95,7 @@ def scaling_table(r: ScalingResult, tr: Text) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+@same_inputs
 def cudnn_figure(r: CudnnResult, tr: Text) -> go.Figure:
     """Time of every forward pass for each input-shape mode with cudnn.benchmark off and on (log scale)."""
     fig = go.Figure()
@@ -133,6 +137,7 @@ def footprint_table(r: MemResult, tr: Text) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+@same_inputs
 def checkpoint_figure(r: MemResult, tr: Text) -> go.Figure:
     """Bars: bytes kept for backward per number of checkpoint segments (and theory); red: time per training step."""
     x = [str(s) for s in r.segments]
@@ -152,6 +157,7 @@ def _concat(parts: Sequence[TransferResult], pick: str) -> np.ndarray:
     return np.concatenate([np.asarray(getattr(r, pick)) for r in parts], axis=-1)
 
 
+@same_inputs
 def transfer_figure(parts: Sequence[TransferResult], tr: Text) -> go.Figure:
     """Bandwidth (GB/s) against size: torch.tensor's copy from numpy, and on CUDA each host-device copy."""
     sizes = _concat(parts, "sizes")

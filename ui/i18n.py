@@ -46,10 +46,16 @@ def lang() -> str:
 
 def t(key: str, default: str | None = None, **values: Any) -> str:
     """Return the string for key in the session's language (English, then default, as fallbacks)."""
-    text = strings(lang()).get(key) or strings(DEFAULT).get(key)
-    if text is None:
-        text = key if default is None else default
+    text = text_in(lang(), key, default)
     return string.Formatter().vformat(text, (), _Lenient(values)) if values else text
+
+
+def text_in(language: str, key: str, default: str | None = None) -> str:
+    """Return the unformatted string for key in `language` (English, then default, then the key as fallbacks)."""
+    text = strings(language).get(key) or strings(DEFAULT).get(key)
+    if text is None:
+        return key if default is None else default
+    return text
 
 
 def has(key: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 
@@ -10,14 +11,22 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from ui.i18n import t
+from ui.i18n import lang, t, text_in
 
 
 def charts_text(prefix: str) -> Callable[[str], str]:
-    """Return the translator core.charts expects: chart text key -> words (experiment-specific first)."""
+    """Return the translator core.charts expects: chart text key -> words (experiment-specific first).
 
+    One translator per language and prefix, so a chart builder sees the same object on every
+    rerun and core.memo can hand back the figure it built before.
+    """
+    return _charts_text(lang(), prefix)
+
+
+@functools.cache
+def _charts_text(language: str, prefix: str) -> Callable[[str], str]:
     def tr(key: str) -> str:
-        return t(f"{prefix}.charts.{key}", default=t(f"charts.{key}"))
+        return text_in(language, f"{prefix}.charts.{key}", default=text_in(language, f"charts.{key}"))
 
     return tr
 
