@@ -38,11 +38,30 @@ chromium:
 	elif ! command -v chromium >/dev/null 2>&1; then \
 		echo "!!! Chromium is missing and we are not root: the browser tests will be SKIPPED."; fi
 
+# N replicas of the app behind nginx on PORT, in the foreground (Ctrl-C stops them all): cookie
+# affinity, failover to a live replica, one cookie secret. Runtime files go to .run/. See deploy/replicas.py.
+N ?= 2
+.PHONY: serve-replicas nginx
+serve-replicas: $(VENV)/.run-installed nginx
+	exec $(BIN)/python -m deploy.replicas --replicas $(N) --port $(PORT) --host 0.0.0.0
+
+# nginx for serve-replicas and its tests (tests/deploy): Debian's package, installed with apt-get
+# when missing and we are root; otherwise those tests skip loudly. Its /etc/nginx is never used.
+nginx:
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing nginx (Debian package) for the replicas..."; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q nginx >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nginx >/dev/null 2>&1; } || \
+		echo "!!! Could not install nginx: the replica tests will be SKIPPED."; \
+	else echo "!!! nginx is missing and we are not root: the replica tests will be SKIPPED."; fi
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: $(VENV)/.dev-installed chromium lint
+test: $(VENV)/.dev-installed chromium nginx lint
 	$(BIN)/python -m pytest -n 2 --timeout 600 $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev-installed chromium

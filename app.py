@@ -4,7 +4,7 @@ import streamlit as st
 
 from ui.catalog import LESSONS
 from ui.i18n import choose_language, t
-from ui.session import replica_notice, within_rate
+from ui.session import replica_notice, rerun_on_reconnect, within_rate
 from ui.sidebar import device_box
 
 st.set_page_config(page_title="TorchLab", page_icon="🔥", layout="wide")
@@ -14,5 +14,6 @@ lessons = [st.Page(lesson.script, title=t(f"nav.{lesson.slug}"), url_path=lesson
 page = st.navigation({t("nav.start"): [home], t("nav.lessons"): lessons})
 device_box()
 replica_notice()
+rerun_on_reconnect()
 if within_rate():
     page.run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import streamlit as st
 
@@ -38,3 +39,16 @@ def replica_notice() -> None:
     came_from = st.context.cookies.get(REPLICA_COOKIE)
     if came_from and came_from != here:
         st.info(t("run.moved"), icon=":material/sync_alt:")
+
+
+@st.fragment(run_every=timedelta(hours=1))
+def rerun_on_reconnect() -> None:
+    """Draw nothing; its timer makes the browser rerun the page whenever its websocket reconnects.
+
+    Streamlit's frontend, on reconnecting, asks for a script run only when it has an auto-rerun
+    fragment (or a run was under way): otherwise it assumes the server kept the session. A replica
+    that took over from a dead one has no such session, so without this the page would sit there
+    until the student's next action, which the new session would then undo by seeding its widgets
+    from the URL. With it, the new replica runs the page at once: the student sees their lesson
+    restored from the link and the moved notice right away. The hourly fragment run itself is empty.
+    """

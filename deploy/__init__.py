@@ -1,0 +1,1 @@
+"""Deployment: replicas behind nginx on one machine (replicas.py, nginx.conf)."""
