@@ -8,6 +8,7 @@ core.gate) and the class-wide result cache (bounded in bytes, see core.cache).
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import time
@@ -210,8 +211,9 @@ def device_facts(device: torch.device | None = None) -> dict[str, str]:
     return facts
 
 
+@functools.cache
 def cpu_model() -> str:
-    """Return the CPU's model name from /proc/cpuinfo, or what platform knows."""
+    """Return the CPU's model name from /proc/cpuinfo, or what platform knows (read once: shown on every rerun)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

@@ -65,6 +65,32 @@ def test_deadline_stops_a_long_loop() -> None:
     assert info.value.key == "timeout"
 
 
+def test_runs_past_their_deadline_or_budget_are_refused_while_the_others_run(tmp_path: Path) -> None:
+    gate = DeviceGate(slots=2, folder=tmp_path)
+    config = Config(run_seconds=0.3, max_mb=1)
+
+    def loop(p: Noise, ctx: RunContext) -> None:
+        while True:
+            ctx.check_deadline()
+            time.sleep(0.01)
+
+    def one(i: int) -> str:
+        try:
+            if i % 4 == 0:
+                execute(loop, Noise(), gate=gate, config=config, device=torch.device("cpu"))
+            elif i % 4 == 1:
+                execute(draw, Noise(n=10**6), gate=gate, config=config, device=torch.device("cpu"))  # 4 MB > 1 MB
+            else:
+                assert len(execute(draw, Noise(n=100, seed=i), gate=gate, config=config, device=torch.device("cpu"))) == 100
+            return "ok"
+        except ExperimentError as e:
+            return e.key
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(one, range(16)))
+    assert outcomes == [("timeout", "budget", "ok", "ok")[i % 4] for i in range(16)]
+
+
 @pytest.mark.parametrize(
     ("error", "key"),
     [(RuntimeError("shape mismatch\nmore detail"), "runtime"), (torch.cuda.OutOfMemoryError("CUDA out of memory"), "oom"),
@@ -133,3 +159,4 @@ def test_long_timing_runs_report_progress() -> None:
     execute(run_pipeline, PipeParams(batch=8, split_size=2, width=16, min_run_time=0.01), on_progress=heard.append,
             device=torch.device("cpu"))  # fmt: skip
     assert len(heard) >= 3 and heard == sorted(heard) and 0 <= heard[0] < heard[-1] <= 1
+
