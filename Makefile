@@ -68,6 +68,7 @@ bench: $(VENV)/.dev-installed chromium
 	$(BIN)/python -m bench.pages
 	$(BIN)/python -m bench.graph_render
 	$(BIN)/python -m bench.timing_accuracy
+	$(BIN)/python -m bench.load --students 50 --duration 120
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache .hypothesis

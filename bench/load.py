@@ -7,7 +7,8 @@ Run from the repository root:
 
 Each student opens one lesson link (round robin over `--links`), then loops: think (exponential
 around `--think` seconds), then rerun the page or, with probability `--change-share`, move a
-numeric control (slider or number_input, found in the deltas) to a random allowed value. Latency
+numeric control (slider or number_input, found in the deltas): a share `--jump-share` of the
+moves go to a random allowed value, the others nudge the control a step or two. Latency
 is measured from the BackMsg to the run's script_finished (a page load: from the first HTTP
 request). It prints figures, not pass/fail: latency p50/p95/max per action, errors by kind,
 warnings, actions served against asked, the server's RSS and CPU over time (from /proc), the
@@ -64,6 +65,7 @@ class LoadConfig:
     think: float = 5.0  # mean think time between a student's actions
     think_dist: str = "exp"  # "exp" (exponential, capped at 5x the mean) or "uniform" (0.5x to 1.5x)
     change_share: float = 0.3
+    jump_share: float = 0.2  # of the changes, the share that jump to a random allowed value (the rest nudge a step or two)
     links: tuple[str, ...] = DEFAULT_LINKS
     seed: int = 0
     timeout: float = 60.0  # an action without script_finished after this long is a timeout
@@ -208,7 +210,7 @@ async def act(client: StreamlitClient, rng: random.Random, cfg: LoadConfig, rec:
     if rng.random() >= cfg.change_share:
         rec.add_run("rerun", await client.rerun(), client.link)
         return
-    moved = await client.change(rng)
+    moved = await client.change(rng, cfg.jump_share)
     if moved is None:
         rec.changes_without_control += 1
         rec.add_run("rerun", await client.rerun(), client.link)
@@ -596,7 +598,8 @@ def print_report(r: dict[str, Any]) -> None:
     """Print the report as plain-text tables (the JSON line follows separately)."""
     c = r["config"]
     print(f"TorchLab load test: {c['students']} students + {c['hogs']} hogs for {c['duration']:.0f} s "
-          f"(ramp {c['ramp']:.0f} s, think {c['think']:g} s {c['think_dist']}, change share {c['change_share']:g}) "
+          f"(ramp {c['ramp']:.0f} s, think {c['think']:g} s {c['think_dist']}, change share {c['change_share']:g}, "
+          f"jump share {c['jump_share']:g}) "
           f"against {c['url']}; wall {r['wall_s']} s")  # fmt: skip
     print("links: " + ", ".join(c["links"]))
     if r["warmup_load_s"]:
@@ -673,6 +676,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--think-dist", choices=("exp", "uniform"), default=LoadConfig.think_dist)
     p.add_argument("--change-share", type=share, default=LoadConfig.change_share,
                    help="share of actions that move a numeric control (the rest rerun)")  # fmt: skip
+    p.add_argument("--jump-share", type=share, default=LoadConfig.jump_share,
+                   help="share of moves that jump to a random allowed value (the rest nudge a step or two)")  # fmt: skip
     p.add_argument("--links", nargs="+", default=list(DEFAULT_LINKS), help="lesson links, e.g. /init?tab=signal")
     p.add_argument("--seed", type=int, default=LoadConfig.seed)
     p.add_argument("--timeout", type=positive_float, default=LoadConfig.timeout,
@@ -693,7 +698,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def config_from(args: argparse.Namespace) -> LoadConfig:
     """Return the LoadConfig the command line asks for."""
     return LoadConfig(students=args.students, duration=args.duration, ramp=args.ramp, think=args.think,
-                      think_dist=args.think_dist, change_share=args.change_share, links=tuple(args.links),
+                      think_dist=args.think_dist, change_share=args.change_share, jump_share=args.jump_share,
+                      links=tuple(args.links),
                       seed=args.seed, timeout=args.timeout or LoadConfig.timeout, hogs=args.hogs,
                       hog_rate=args.hog_rate, sample_every=args.sample_every or LoadConfig.sample_every,
                       locale=args.locale, message_cache=not args.no_message_cache,

@@ -208,6 +208,28 @@ class NumericWidget:
     width: int = 1  # 2 for a range slider
     options: tuple[str, ...] = ()  # a select_slider's formatted options
     fragment_id: str = ""  # the st.fragment the widget is drawn in; moving it reruns that fragment only
+    value: tuple[float, ...] = ()  # the value drawn (a select_slider's option indexes)
+
+    def nudged_state(self, rng: random.Random, current: tuple[float, ...] | None = None) -> WidgetState:
+        """Return the WidgetState after the student moved this control one or two steps from `current` (or its drawn value)."""
+        start = current or self.value
+        if len(start) != self.width:
+            return self.random_state(rng)
+        moved = [min(self.hi, max(self.lo, v + rng.choice((-2, -1, 1, 2)) * (self.step or 1))) for v in start]
+        return self.state_for(tuple(sorted(moved)))
+
+    def state_for(self, values: tuple[float, ...]) -> WidgetState:
+        """Return the WidgetState that sets this control to `values` (one per thumb; option indexes for a select_slider)."""
+        state = WidgetState(id=self.id)
+        if self.kind == "select_slider":
+            state.string_array_value.data.extend(self.options[round(v)] for v in values)
+        elif self.kind == "slider":
+            state.double_array_value.data.extend(float(round(v)) if self.is_int else round(v, 12) for v in values)
+        elif self.is_int:
+            state.int_value = round(values[0])
+        else:
+            state.double_value = round(values[0], 12)
+        return state
 
     def random_state(self, rng: random.Random) -> WidgetState:
         """Return the WidgetState the browser would send after the student moved this control to a random allowed value."""
@@ -230,6 +252,16 @@ class NumericWidget:
         return float(round(value)) if self.is_int else round(value, 12)
 
 
+def _values_of(state: WidgetState, widget: NumericWidget) -> tuple[float, ...]:
+    """Return the values a WidgetState sets (option indexes for a select_slider)."""
+    kind = state.WhichOneof("value")
+    if kind == "string_array_value":
+        return tuple(float(widget.options.index(v)) for v in state.string_array_value.data)
+    if kind == "double_array_value":
+        return tuple(state.double_array_value.data)
+    return (float(getattr(state, kind)),) if kind else ()
+
+
 def numeric_widget(element: Element, fragment_id: str) -> NumericWidget | None:
     """Return the movable numeric control an element draws, or None (another element, disabled, in a form, no bounds)."""
     kind = element.WhichOneof("type")
@@ -239,8 +271,9 @@ def numeric_widget(element: Element, fragment_id: str) -> NumericWidget | None:
         n = element.number_input
         if n.disabled or n.form_id or n.ignore_rerun or not (n.has_min and n.has_max) or n.max < n.min:
             return None
+        value = (n.value,) if n.set_value else (n.default,)
         return NumericWidget(n.id, "number_input", n.label, n.min, n.max, n.step or 1.0, n.data_type == NumberInput.INT,
-                             fragment_id=fragment_id)  # fmt: skip
+                             fragment_id=fragment_id, value=value)  # fmt: skip
     return None
 
 
@@ -253,11 +286,11 @@ def _slider_widget(s: Slider, fragment_id: str) -> NumericWidget | None:
         if not s.options:
             return None
         return NumericWidget(s.id, "select_slider", s.label, 0, len(s.options) - 1, 1, True, width, tuple(s.options),
-                             fragment_id)  # fmt: skip
+                             fragment_id, tuple(s.value or s.default))  # fmt: skip
     if s.data_type not in {Slider.INT, Slider.FLOAT} or s.max < s.min:
         return None
     return NumericWidget(s.id, "slider", s.label, s.min, s.max, s.step, s.data_type == Slider.INT, width,
-                         fragment_id=fragment_id)  # fmt: skip
+                         fragment_id=fragment_id, value=tuple(s.value or s.default))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -349,6 +382,7 @@ class StreamlitClient:
         self.session_id = ""
         self.page_script_hash = ""
         self.widgets: dict[str, NumericWidget] = {}  # numeric controls drawn by the last finished run
+        self.moved: dict[str, tuple[float, ...]] = {}  # where this student last put each control
         self.totals = RunResult()  # everything this client was shown, over all runs
         self._next_widgets: dict[str, NumericWidget] = {}
         self._cache: dict[str, _CacheEntry] = {}
@@ -387,12 +421,19 @@ class StreamlitClient:
         """Rerun the page (the student presses R or the app reruns itself); return the run, timed from the send."""
         return await self._timed_run(())
 
-    async def change(self, rng: random.Random) -> tuple[RunResult, NumericWidget] | None:
-        """Move one random numeric control to a random allowed value; return the run it caused, or None if there is none."""
+    async def change(self, rng: random.Random, jump_share: float = 1.0) -> tuple[RunResult, NumericWidget] | None:
+        """Move one random numeric control and return the run it caused, or None if the page shows none.
+
+        With probability `jump_share` the control goes to a random allowed value; otherwise it is
+        nudged one or two steps from where this student last put it, as a student exploring does.
+        """
         if not self.widgets:
             return None
         widget = rng.choice(sorted(self.widgets.values(), key=lambda w: w.id))
-        result = await self._timed_run((widget.random_state(rng),), widget.fragment_id)
+        jump = rng.random() < jump_share
+        state = widget.random_state(rng) if jump else widget.nudged_state(rng, self.moved.get(widget.id))
+        self.moved[widget.id] = _values_of(state, widget)
+        result = await self._timed_run((state,), widget.fragment_id)
         return result, widget
 
     async def close(self) -> None:
