@@ -4,9 +4,10 @@ import streamlit as st
 
 from ui.catalog import LESSONS
 from ui.i18n import choose_language, t
-from ui.session import replica_notice, rerun_on_reconnect, within_rate
+from ui.session import rate_notice, replica_notice, rerun_on_reconnect, throttle_actions
 from ui.sidebar import device_box
 
+throttle_actions()  # once per process: reruns beyond a student's rate wait, newest first
 st.set_page_config(page_title="TorchLab", page_icon="🔥", layout="wide")
 choose_language()
 home = st.Page("views/home.py", title=t("nav.home"), default=True)
@@ -14,6 +15,6 @@ lessons = [st.Page(lesson.script, title=t(f"nav.{lesson.slug}"), url_path=lesson
 page = st.navigation({t("nav.start"): [home], t("nav.lessons"): lessons})
 device_box()
 replica_notice()
+rate_notice()
 rerun_on_reconnect()
-if within_rate():
-    page.run()
+page.run()

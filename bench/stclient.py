@@ -469,8 +469,12 @@ class StreamlitClient:
         try:
             await ws.send(msg.SerializeToString())
         except ConnectionClosed as e:
-            self.ws = None
-            raise Disconnected(e.rcvd.code if e.rcvd else None, e.rcvd.reason if e.rcvd else "") from e
+            raise self._lost(e) from e
+
+    def _lost(self, e: ConnectionClosed) -> Disconnected:
+        """Forget the closed websocket; return the Disconnected error that reports it."""
+        self.ws = None
+        return Disconnected(e.rcvd.code if e.rcvd else None, e.rcvd.reason if e.rcvd else "")
 
     async def wait_run(self) -> RunResult:
         """Read ForwardMsgs until the run asked for by the latest send_rerun finishes; return what it showed."""
@@ -481,8 +485,7 @@ class StreamlitClient:
                 if self.handle(data):
                     return self._current
         except ConnectionClosed as e:
-            self.ws = None
-            raise Disconnected(e.rcvd.code if e.rcvd else None, e.rcvd.reason if e.rcvd else "") from e
+            raise self._lost(e) from e
 
     async def pump(self) -> None:
         """Read and handle ForwardMsgs until the websocket closes (a hog's reader; counts go to `totals`)."""
@@ -491,8 +494,7 @@ class StreamlitClient:
             async for data in ws:
                 self.handle(data)
         except ConnectionClosed as e:
-            self.ws = None
-            raise Disconnected(e.rcvd.code if e.rcvd else None, e.rcvd.reason if e.rcvd else "") from e
+            raise self._lost(e) from e
         self.ws = None
         raise Disconnected(ws.close_code, ws.close_reason or "")
 

@@ -28,3 +28,38 @@ class TokenBucket:
     def wait_seconds(self) -> float:
         """Return how long until the next action is allowed (0 when it is now)."""
         return max(0.0, (1 - self._tokens) / self.rate) if self.rate > 0 else float("inf")
+
+
+class NewestWins:
+    """Pass actions on at the bucket's rate; past it, keep only the newest action and pass it on when allowed.
+
+    A student's browser sends a rerun for every change, and each one carries the whole state of the
+    page, so an older waiting rerun is superseded by a newer one: dropping it loses nothing, while
+    dropping the newest would leave the page stale. `later(delay, fn)` schedules fn (the event loop's
+    call_later).
+    """
+
+    def __init__(self, bucket: TokenBucket, later: Callable[[float, Callable[[], None]], object]) -> None:
+        self.bucket, self._later = bucket, later
+        self._waiting: Callable[[], None] | None = None
+        self.deferred = 0  # actions that had to wait (then ran, or were superseded)
+
+    def offer(self, action: Callable[[], None]) -> bool:
+        """Run `action` now and return True, or keep it as the one to run when allowed and return False."""
+        if self._waiting is None and self.bucket.allow():
+            action()
+            return True
+        self.deferred += 1
+        if self._waiting is None:
+            self._later(self.bucket.wait_seconds(), self._flush)
+        self._waiting = action
+        return False
+
+    def _flush(self) -> None:
+        if self._waiting is None:
+            return
+        if self.bucket.allow():
+            action, self._waiting = self._waiting, None
+            action()
+        else:
+            self._later(self.bucket.wait_seconds(), self._flush)

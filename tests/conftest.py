@@ -8,9 +8,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
-# Tests fire reruns far faster than a student can (AppTest moves every widget in turn), so the
-# per-session action limit is lifted here, before core.runner reads its config; the limit itself is
-# tested on its own (tests/pages/test_pages.py::test_a_session_over_its_action_rate_is_told_to_wait).
+# Tests fire reruns faster than a student would (browser tests move one widget after another), so
+# the per-session action limit is lifted for the servers they start; the limit itself is tested on
+# its own (tests/core/test_cache.py, and a hog against a real server in tests/load/test_smoke.py).
 os.environ.setdefault("TORCHLAB_RATE", "1000")
 os.environ.setdefault("TORCHLAB_BURST", "100000")
 

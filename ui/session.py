@@ -2,32 +2,59 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import timedelta
 
 import streamlit as st
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.runtime.app_session import AppSession
 
-from core.ratelimit import TokenBucket
+from core.ratelimit import NewestWins, TokenBucket
 from core.runner import CONFIG
 from ui.i18n import t
+from ui.run import session_id
 
 REPLICA_COOKIE = "torchlab_replica"  # set by nginx (deploy/nginx.conf): the replica that served this browser
+_THROTTLED: set[str] = set()  # sessions whose reruns waited since their page last said so (event loop writes, pages read)
 
 
-def within_rate() -> bool:
-    """Return whether this session may run now; otherwise show the translated rate-limit notice.
+def throttle_actions() -> None:
+    """Hold every session to TORCHLAB_RATE reruns per second (TORCHLAB_BURST at once), where its messages arrive.
 
-    Each run of the script takes a token from the session's bucket (TORCHLAB_RATE per second,
-    TORCHLAB_BURST at once), so a student who fires actions as fast as the socket allows costs
-    the server a warning, not a page, while everyone else keeps their latency.
+    A rerun request makes Streamlit stop the session's running script and start another, so a
+    client that sends them as fast as its socket allows (55,748 in two minutes, measured) starved
+    every other student even when each script stopped at its first line. The limit therefore sits
+    in front of Streamlit's handling of the message: past the rate, a session's newest rerun waits
+    for its turn and older waiting ones are dropped (each carries the page's whole state, so the
+    newest supersedes them). Streamlit offers no hook here; this wraps AppSession.handle_backmsg
+    once per process, and the page then tells the student (rate_notice).
     """
-    bucket = st.session_state.get("_rate")
-    if bucket is None:
-        bucket = st.session_state["_rate"] = TokenBucket(CONFIG.rate, CONFIG.burst)
-    if bucket.allow():
-        return True
-    st.warning(t("run.rate_limited"), icon=":material/speed:")
-    return False
+    if getattr(AppSession.handle_backmsg, "_torchlab_throttle", False):
+        return
+    original = AppSession.handle_backmsg
+
+    def handle_backmsg(session: AppSession, msg: BackMsg) -> None:
+        if msg.WhichOneof("type") != "rerun_script":
+            original(session, msg)
+            return
+        gate = session.__dict__.get("_torchlab_actions")
+        if gate is None:
+            later = asyncio.get_running_loop().call_later
+            gate = session.__dict__["_torchlab_actions"] = NewestWins(TokenBucket(CONFIG.rate, CONFIG.burst), later)
+        if not gate.offer(lambda: original(session, msg)):
+            _THROTTLED.add(session.id)
+
+    handle_backmsg._torchlab_throttle = True  # type: ignore[attr-defined]
+    AppSession.handle_backmsg = handle_backmsg  # type: ignore[method-assign,assignment]
+
+
+def rate_notice() -> None:
+    """Tell a student whose reruns had to wait (throttle_actions) to slow down; their settings are kept."""
+    sid = session_id()
+    if sid in _THROTTLED:
+        _THROTTLED.discard(sid)
+        st.warning(t("run.rate_limited"), icon=":material/speed:")
 
 
 def replica_notice() -> None:

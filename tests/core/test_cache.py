@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from core.cache import ResultCache, nbytes
-from core.ratelimit import TokenBucket
+from core.ratelimit import NewestWins, TokenBucket
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,19 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
     assert bucket.allow() and not bucket.allow()
     now[0] = 100
     assert sum(bucket.allow() for _ in range(10)) == 3  # never more than the burst
+
+
+def test_newest_wins_passes_a_burst_then_the_rate_and_runs_only_the_newest_waiting_action() -> None:
+    now, timers, ran = [0.0], [], []
+    gate = NewestWins(TokenBucket(rate=2, burst=3, clock=lambda: now[0]), lambda delay, fn: timers.append((now[0] + delay, fn)))
+    results = [gate.offer(lambda i=i: ran.append(i)) for i in range(10)]  # ten reruns sent at once
+    assert results == [True] * 3 + [False] * 7 and ran == [0, 1, 2]
+    assert len(timers) == 1 and gate.deferred == 7
+    now[0], fn = timers.pop()
+    assert now[0] == pytest.approx(0.5)
+    fn()
+    assert ran == [0, 1, 2, 9]  # 3..8 were superseded by 9: it carries the page's latest state
+    assert gate.offer(lambda: ran.append(10)) is False  # still over the rate: waits its turn
+    now[0], fn = timers.pop()
+    fn()
+    assert ran[-1] == 10 and not timers

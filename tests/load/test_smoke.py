@@ -9,6 +9,7 @@ fewer than 10 reruns and control moves completed; latency is printed, never asse
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections.abc import Iterator
 
@@ -132,3 +133,18 @@ def test_cached_elements_are_resolved_from_the_cache_and_expire() -> None:
 def test_percentile_interpolates_like_numpy() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     assert percentile([5.0], 95) == 5.0
+
+
+def test_a_student_flooding_reruns_is_slowed_and_told_while_the_others_are_served() -> None:
+    env = {**os.environ, "TORCHLAB_RATE": "2", "TORCHLAB_BURST": "12"}  # the defaults (tests lift them)
+    with streamlit_server(env=env) as hogged:
+        cfg = LoadConfig(students=3, duration=15.0, ramp=1.0, think=0.5, seed=2, hogs=1, hog_rate=0.0)
+        report = asyncio.run(run_load(hogged.url, cfg, [hogged.pid]))
+    hog = report["hogs"][0]
+    print(hog, {action: (s["n"], s["p95_ms"]) for action, s in report["latency"].items()})
+    assert hog["sent"] > 200, "the hog did not flood"
+    assert hog["warnings"] > 0, "the flooding student was never told to slow down (ui.session.rate_notice)"
+    assert hog["finished"] < hog["sent"] / 10, "the hog's reruns were not throttled"
+    failures = {kind: n for kind, n in report["errors"].items() if kind in FAILURES}
+    assert not failures, failures
+    assert report["latency"]["rerun"]["n"] + report["latency"]["change"]["n"] >= MIN_ACTIONS

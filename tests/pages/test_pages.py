@@ -10,9 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import runner
-from core.ratelimit import TokenBucket
 from ui.catalog import LESSONS
-from ui.i18n import strings
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ["views/home.py", *[lesson.script for lesson in LESSONS]]
@@ -205,17 +203,3 @@ def test_a_busy_device_makes_the_page_wait_then_render() -> None:
     assert_healthy(at)
     assert len(at.get("plotly_chart")) == 1
 
-
-def test_a_session_over_its_action_rate_is_told_to_wait_and_keeps_its_settings() -> None:
-    at = open_page(PAGES[1], "zh", {"tab": "shape"})
-    charts = len(at.get("plotly_chart"))
-    at.session_state["_rate"] = TokenBucket(rate=1e-6, burst=1)  # one more action, then none for days
-    at.run()
-    assert len(at.get("plotly_chart")) == charts
-    at.run()
-    assert_healthy(at)
-    assert [w.value for w in at.warning] == [strings("zh")["run.rate_limited"]]
-    assert not at.get("plotly_chart")  # the page's work was not done
-    at.session_state["_rate"] = TokenBucket(rate=1, burst=1)  # time has passed
-    at.run()
-    assert not at.warning and len(at.get("plotly_chart")) == charts
