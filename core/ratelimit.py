@@ -15,6 +15,10 @@ class TokenBucket:
         self._tokens = burst
         self._stamp = clock()
 
+    def now(self) -> float:
+        """Return the bucket's clock."""
+        return self._clock()
+
     def allow(self) -> bool:
         """Return whether one more action may run now, and take its token if so."""
         now = self._clock()
@@ -39,10 +43,18 @@ class NewestWins:
     call_later).
     """
 
-    def __init__(self, bucket: TokenBucket, later: Callable[[float, Callable[[], None]], object]) -> None:
+    def __init__(self, bucket: TokenBucket, later: Callable[[float, Callable[[], None]], object],
+                 flood_per_second: float = 100.0) -> None:  # fmt: skip
         self.bucket, self._later = bucket, later
         self._waiting: Callable[[], None] | None = None
         self.deferred = 0  # actions that had to wait (then ran, or were superseded)
+        self.flood_per_second = flood_per_second
+        self._second, self._in_second = 0.0, 0
+
+    @property
+    def flooding(self) -> bool:
+        """Return whether more actions had to wait in the last second than a person could send (a script sends them)."""
+        return self._in_second > self.flood_per_second
 
     def offer(self, action: Callable[[], None]) -> bool:
         """Run `action` now and return True, or keep it as the one to run when allowed and return False."""
@@ -50,6 +62,10 @@ class NewestWins:
             action()
             return True
         self.deferred += 1
+        now = self.bucket.now()
+        if now - self._second >= 1.0:
+            self._second, self._in_second = now, 0
+        self._in_second += 1
         if self._waiting is None:
             self._later(self.bucket.wait_seconds(), self._flush)
         self._waiting = action

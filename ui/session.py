@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 from datetime import timedelta
 
 import streamlit as st
 from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.runtime import Runtime
 from streamlit.runtime.app_session import AppSession
 
 from core.ratelimit import NewestWins, TokenBucket
@@ -16,6 +19,9 @@ from ui.i18n import t
 from ui.run import session_id
 
 REPLICA_COOKIE = "torchlab_replica"  # set by nginx (deploy/nginx.conf): the replica that served this browser
+_LOG = logging.getLogger(__name__)
+HANG_UP_SECONDS = 10.0  # after closing a flooding session's websocket, its messages are ignored this long
+_CLOSING: set[asyncio.Task[None]] = set()
 _THROTTLED: set[str] = set()  # sessions whose reruns waited since their page last said so (event loop writes, pages read)
 
 
@@ -38,15 +44,37 @@ def throttle_actions() -> None:
         if msg.WhichOneof("type") != "rerun_script":
             original(session, msg)
             return
+        if time.monotonic() < session.__dict__.get("_torchlab_hung_up", 0.0):
+            return  # its websocket is closing; if it comes back, it starts afresh after HANG_UP_SECONDS
         gate = session.__dict__.get("_torchlab_actions")
         if gate is None:
             later = asyncio.get_running_loop().call_later
             gate = session.__dict__["_torchlab_actions"] = NewestWins(TokenBucket(CONFIG.rate, CONFIG.burst), later)
         if not gate.offer(lambda: original(session, msg)):
             _THROTTLED.add(session.id)
+            if gate.flooding:
+                session.__dict__["_torchlab_hung_up"] = time.monotonic() + HANG_UP_SECONDS
+                session.__dict__.pop("_torchlab_actions")
+                _hang_up(session.id)
 
     handle_backmsg._torchlab_throttle = True  # type: ignore[attr-defined]
     AppSession.handle_backmsg = handle_backmsg  # type: ignore[method-assign,assignment]
+
+
+def _hang_up(sid: str) -> None:
+    """Close the websocket of a session that sends reruns faster than any person can (policy violation, 1008).
+
+    Throttled messages still cost the event loop their parsing: one client sending 14,500 reruns a
+    second took a whole core and pushed everyone's p95 to seconds. Streamlit has no public way to
+    close a client's connection, so this reaches the Starlette websocket of its session client.
+    """
+    client = Runtime.instance().get_client(sid)
+    websocket = getattr(client, "_websocket", None)
+    if websocket is not None and hasattr(websocket, "close"):
+        _LOG.warning("closing session %s: it sends reruns faster than a person can", sid)
+        task = asyncio.get_running_loop().create_task(websocket.close(code=1008))
+        _CLOSING.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(_CLOSING.discard)
 
 
 def rate_notice() -> None:

@@ -116,3 +116,16 @@ def test_newest_wins_passes_a_burst_then_the_rate_and_runs_only_the_newest_waiti
     now[0], fn = timers.pop()
     fn()
     assert ran[-1] == 10 and not timers
+
+
+def test_newest_wins_tells_a_flood_from_a_fast_student() -> None:
+    now = [0.0]
+    gate = NewestWins(TokenBucket(rate=2, burst=3, clock=lambda: now[0]), lambda delay, fn: None, flood_per_second=100)
+    for i in range(40):  # a student holding an arrow key: ~30 reruns a second
+        now[0] = i / 30
+        gate.offer(lambda: None)
+    assert not gate.flooding
+    for i in range(500):  # a script: 500 in a tenth of a second
+        now[0] = 2 + i / 5000
+        gate.offer(lambda: None)
+    assert gate.flooding
