@@ -35,9 +35,9 @@ import asyncio
 import random
 import ssl
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from google.protobuf.message import DecodeError
@@ -405,17 +405,13 @@ class StreamlitClient:
         After a disconnect this is the frontend's reconnect: the same cookies, the session id as
         the third subprotocol entry, and a rerun of the current page.
         """
-        start = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._http_pings()
-                await self._connect()
-                await self.send_rerun()
-                result = await self.wait_run()
-        except TimeoutError as e:
-            raise RunTimeout(f"page load of {self.link} took over {self.timeout:.0f} s") from e
-        result.seconds = time.perf_counter() - start
-        return result
+
+        async def load() -> None:
+            await self._http_pings()
+            await self._connect()
+            await self.send_rerun()
+
+        return await self._timed(load(), f"page load of {self.link} took over {self.timeout:.0f} s")
 
     async def rerun(self) -> RunResult:
         """Rerun the page (the student presses R or the app reruns itself); return the run, timed from the send."""
@@ -603,13 +599,18 @@ class StreamlitClient:
 
     async def _timed_run(self, widget_states: Sequence[WidgetState], fragment_id: str = "") -> RunResult:
         """Send a rerun and wait for it; return the run, timed from the send to its script_finished."""
+        return await self._timed(self.send_rerun(widget_states, fragment_id),
+                                 f"no script_finished within {self.timeout:.0f} s")  # fmt: skip
+
+    async def _timed(self, request: Coroutine[Any, Any, None], timeout_message: str) -> RunResult:
+        """Await `request`, then the run it asked for; return the run, timed from the start (RunTimeout past self.timeout)."""
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
-                await self.send_rerun(widget_states, fragment_id)
+                await request
                 result = await self.wait_run()
         except TimeoutError as e:
-            raise RunTimeout(f"no script_finished within {self.timeout:.0f} s") from e
+            raise RunTimeout(timeout_message) from e
         result.seconds = time.perf_counter() - start
         return result
 
