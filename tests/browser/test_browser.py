@@ -107,13 +107,21 @@ CONTENT_HEIGHT_JS = """() => Math.max(
     .map((selector) => document.querySelector(selector)?.scrollHeight ?? 0))"""
 
 # Counts changes of the script-run state from now on, so a test can tell that its action started a rerun.
+# Watches the whole document, not one element: a rerun that redraws the app (a language switch)
+# may replace the stApp element, and an observer on the old one would never see the run. A run
+# that rewrites the URL (the script sets query parameters) also counts: a cached rerun can go from
+# running to not running within one frame, and then no attribute change is ever drawn.
 WATCH_RUNS_JS = """() => {
-  const app = document.querySelector('[data-testid="stApp"]');
   if (window.__torchlabRunWatch) window.__torchlabRunWatch.disconnect();
   window.__torchlabRunChanges = 0;
+  window.__torchlabHref = location.href;
   window.__torchlabRunWatch = new MutationObserver((records) => { window.__torchlabRunChanges += records.length; });
-  window.__torchlabRunWatch.observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+  window.__torchlabRunWatch.observe(document.documentElement,
+    {subtree: true, attributes: true, attributeFilter: ["data-test-script-state"]});
 }"""
+
+
+RUN_SEEN_JS = "() => window.__torchlabRunChanges > 0 || location.href !== window.__torchlabHref"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,7 +287,7 @@ def rerun_after(page: Page, action: Callable[[], None], timeout_s: float = TIMEO
     page.evaluate(WATCH_RUNS_JS)
     action()
     try:
-        page.wait_for_function("() => window.__torchlabRunChanges > 0", timeout=timeout_s * 1000)
+        page.wait_for_function(RUN_SEEN_JS, timeout=timeout_s * 1000)
     except Exception as e:  # playwright's TimeoutError: say what was expected instead
         raise AssertionError(f"the action did not start a Streamlit rerun within {timeout_s:.0f} s") from e
     wait_for_app_idle(page, timeout_s)
