@@ -42,9 +42,47 @@ class Rejected:
     info: Mapping[str, Any]
 
 
-def bounds(lo: float, hi: float, step: float | None = None) -> dict[str, Any]:
-    """Field metadata for a number between lo and hi inclusive."""
-    return {"lo": lo, "hi": hi, "step": step}
+def bounds(lo: float, hi: float, step: float | None = None, hi_of: str | None = None) -> dict[str, Any]:
+    """Field metadata for a number between lo and hi inclusive.
+
+    `hi_of` names a method of the Params that returns a tighter upper bound computed from the other
+    fields (an element index below the tensor's numel): validation checks it and the slider stops there.
+    """
+    meta: dict[str, Any] = {"lo": lo, "hi": hi, "step": step}
+    if hi_of is not None:
+        meta["hi_of"] = hi_of
+    return meta
+
+
+def ladder(lo: float, hi: float, steps: str = "pow2") -> dict[str, Any]:
+    """Field metadata for a number spanning decades: a slider over powers of two ("pow2") or 1-2-5 steps ("125").
+
+    Any value between lo and hi is valid (a link may carry 300); the slider's stops are the ladder.
+    """
+    return {"lo": lo, "hi": hi, "step": None, "ladder": ladder_values(lo, hi, steps)}
+
+
+def ladder_values(lo: float, hi: float, steps: str = "pow2") -> tuple[float, ...]:
+    """Return the stops of a ladder from lo to hi inclusive (lo and hi are always stops)."""
+    if lo <= 0 or hi < lo:
+        raise ValueError(f"a ladder needs 0 < lo <= hi, got {lo}, {hi}")
+    mantissas = (1.0,) if steps == "pow2" else (1.0, 2.0, 5.0)
+    base = 2.0 if steps == "pow2" else 10.0
+    out = {lo, hi}
+    exponent = math.floor(math.log(lo, base)) - 1
+    while base**exponent <= hi:
+        out.update(m * base**exponent for m in mantissas if lo <= m * base**exponent <= hi)
+        exponent += 1
+    as_int = isinstance(lo, int) and isinstance(hi, int)
+    return tuple(sorted({round(v) if as_int else float(f"{v:.12g}") for v in out}))
+
+
+SEED_MAX = 2**31 - 1
+
+
+def seed_field(default: int = 0) -> Any:
+    """Return the dataclass field of a random seed: an exact value (a number box), 0..2**31-1."""
+    return dataclasses.field(default=default, metadata={"lo": 0, "hi": SEED_MAX, "step": None, "seed": True})
 
 
 def choices(*values: str) -> dict[str, Any]:
@@ -120,10 +158,32 @@ class Params:
         """
         for spec in self.specs():
             check_value(spec, getattr(self, spec.name))
+        for spec in self.specs():
+            hi = self.upper_bound(spec)
+            if hi is not None and getattr(self, spec.name) > hi:
+                raise InvalidParams(spec.name, "out_of_range", lo=spec.meta["lo"], hi=hi, value=getattr(self, spec.name))
+
+    def upper_bound(self, spec: FieldSpec) -> int | float | None:
+        """Return the field's upper bound given the other fields (its `hi_of` method), or None when it has none."""
+        method = spec.meta.get("hi_of")
+        return None if method is None else min(spec.meta["hi"], getattr(self, method)())
 
     def estimate_bytes(self) -> int:
         """Return the bytes the run will allocate at most; the runner refuses what exceeds the budget."""
         return 0
+
+    def estimate_work(self) -> float:
+        """Return the multiply-adds (or element operations) the run will do at most; the runner refuses more than its budget."""
+        return 0.0
+
+    def roles(self) -> dict[str, str]:
+        """Return the fields the current settings use, each with the string key of its label (default: all, by name)."""
+        return {s.name: s.name for s in self.specs()}
+
+    @classmethod
+    def linked(cls, name: str, value: Any) -> dict[str, Any]:
+        """Return the fields that take new values when field `name` becomes `value` (sizes per op, say)."""
+        return {}
 
     def to_query(self, prefix: str) -> dict[str, str]:
         """Return every field as `prefix.name -> text`, the form st.query_params holds."""
@@ -133,13 +193,16 @@ class Params:
     def from_query(cls, query: Mapping[str, str], prefix: str) -> tuple[Self, list[Rejected]]:
         """Build Params from a query mapping; never raises.
 
-        Missing fields take their defaults; each unusable value falls back to the default and is
-        reported. If the combination is still invalid (a cross-field rule), the offending field
-        is reset; if that does not help, everything is reset to defaults.
+        Missing fields take their defaults, except that a choice the link sets brings its linked
+        values (`linked`: an op's own sizes) unless the link gives them too. Each unreadable or
+        out-of-bounds value falls back to its default and is reported. When the combination breaks a
+        cross-field rule, the field it names is brought within the rule's limit (`max`) when it
+        says one, else reset; each field is reported once, and the link's other values are kept.
         """
         values: dict[str, Any] = {}
         rejected: list[Rejected] = []
-        for spec in cls.specs():
+        specs = {spec.name: spec for spec in cls.specs()}
+        for spec in specs.values():
             raw = query.get(f"{prefix}.{spec.name}")
             if raw is None:
                 continue
@@ -150,17 +213,46 @@ class Params:
                 rejected.append(Rejected(spec.name, e.key, e.info))
                 continue
             values[spec.name] = value
-        for _ in range(len(values) + 1):
+        for name in list(values):
+            for other, value in cls.linked(name, values[name]).items():
+                if f"{prefix}.{other}" not in query or other not in values:
+                    values[other] = value
+        reported = {r.field for r in rejected}
+        for _ in range(2 * len(specs) + 2):
             candidate = cls(**values)
             try:
                 candidate.validate()
                 return candidate, rejected
             except InvalidParams as e:
-                rejected.append(Rejected(e.field, e.key, e.info))
-                if e.field not in values:
-                    break
-                del values[e.field]
+                if e.field not in reported:
+                    rejected.append(Rejected(e.field, e.key, e.info))
+                    reported.add(e.field)
+                limit = _within_limit(specs.get(e.field), e.info)
+                if limit is not None and values.get(e.field, getattr(candidate, e.field, None)) != limit:
+                    values[e.field] = limit
+                elif e.field in values:
+                    del values[e.field]
+                else:  # the field is already at its default: one of the link's other values must go
+                    given = [n for n in values if n != e.field]
+                    if not given:
+                        break
+                    values.pop(given[-1])
         return cls(), rejected
+
+
+def _within_limit(spec: FieldSpec | None, info: Mapping[str, Any]) -> Any:
+    """Return the value a cross-field rule's message allows for a numeric field (its `max` or `hi`), or None."""
+    if spec is None or spec.kind not in ("int", "float"):
+        return None
+    limit = info.get("max", info.get("hi"))
+    if not isinstance(limit, int | float) or isinstance(limit, bool):
+        return None
+    value = int(limit) if spec.kind == "int" else float(limit)
+    try:
+        check_value(spec, value)
+    except InvalidParams:
+        return None
+    return value
 
 
 def check_value(spec: FieldSpec, value: Any) -> None:
@@ -243,6 +335,9 @@ def decode(spec: FieldSpec, raw: str) -> Any:
         if spec.kind == "int":
             return _parse_int(text)
         if spec.kind == "float":
+            # float() also reads "1_0" as 10 and Unicode digits ("٣", "１"): a link carries plain ASCII decimals only.
+            if not text.isascii() or "_" in text:
+                raise ValueError(text)
             number = float(text)
             if not math.isfinite(number):
                 raise ValueError(text)

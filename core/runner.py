@@ -15,25 +15,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 
 from core.cache import ResultCache
+from core.experiment import ExperimentError, RunContext, first_line
 from core.gate import DeviceGate, OwnerBusy, default_folder
 from core.params import InvalidParams, Params
 
+__all__ = ["CONFIG", "DEVICE", "GATE", "RESULTS", "Config", "ExperimentError", "RunContext", "execute"]
+
 R = TypeVar("R")
 P = TypeVar("P", bound=Params)
-
-
-class ExperimentError(Exception):
-    """A run that failed in a way the student should be told about; `key` is a message key."""
-
-    def __init__(self, key: str, **info: Any) -> None:
-        self.key = key
-        self.info: dict[str, Any] = info
-        super().__init__(f"{key}: {info}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +36,7 @@ class Config:
 
     device: str = "auto"  # auto | cpu | cuda
     max_mb: int = 512  # memory one experiment may allocate
+    max_gwork: float = 20.0  # work one experiment may do, in 10**9 multiply-adds (Params.estimate_work)
     gpu_slots: int = 4  # experiments admitted on the GPU at once
     threads: int = 1  # torch intra-op threads per process
     run_seconds: float = 20.0  # wall-time limit of one run
@@ -67,6 +62,7 @@ class Config:
         return cls(
             device=device if device in ("auto", "cpu", "cuda") else base.device,
             max_mb=int(number("TORCHLAB_MAX_MB", base.max_mb, 1, 1 << 20)),
+            max_gwork=number("TORCHLAB_MAX_GWORK", base.max_gwork, 0.001, 1e6),
             gpu_slots=int(number("TORCHLAB_GPU_SLOTS", base.gpu_slots, 1, 64)),
             threads=int(number("TORCHLAB_THREADS", base.threads, 1, 256)),
             run_seconds=number("TORCHLAB_RUN_SECONDS", base.run_seconds, 0.1, 3600),
@@ -85,27 +81,6 @@ class Config:
 
 CONFIG = Config.from_env()
 torch.set_num_threads(CONFIG.threads)
-
-
-@dataclass
-class RunContext:
-    """What a run function gets besides its params: device, seeded generator, deadline."""
-
-    device: torch.device
-    generator: torch.Generator
-    deadline: float
-    max_bytes: int
-    on_progress: Callable[[float], None] | None = None
-
-    def progress(self, done: int, total: int) -> None:
-        """Report that `done` of `total` parts of the run are finished (the page draws a bar)."""
-        if self.on_progress is not None and total > 0:
-            self.on_progress(min(1.0, done / total))
-
-    def check_deadline(self) -> None:
-        """Raise ExperimentError('timeout') once the run's wall-time limit has passed (call in loops)."""
-        if time.monotonic() > self.deadline:
-            raise ExperimentError("timeout", seconds=CONFIG.run_seconds)
 
 
 def available_cpus() -> int:
@@ -160,11 +135,15 @@ def execute(
     needed = params.estimate_bytes()
     if needed > max_bytes:
         raise ExperimentError("budget", needed_mb=round(needed / 2**20, 1), max_mb=config.max_mb)
+    work = params.estimate_work() / 1e9
+    if work > config.max_gwork:
+        raise ExperimentError("work_budget", needed=round(work, 1), most=config.max_gwork)
     seed = int(getattr(params, "seed", 0))
     try:
         with gate.hold(exclusive=exclusive, on_wait=on_wait, owner=owner):
             generator = torch.Generator(device=device).manual_seed(seed)
-            ctx = RunContext(device, generator, time.monotonic() + config.run_seconds, max_bytes, on_progress)
+            deadline = time.monotonic() + config.run_seconds
+            ctx = RunContext(device, generator, deadline, max_bytes, on_progress, config.run_seconds)
             return _run_guarded(run_fn, params, ctx)
     except OwnerBusy:
         raise ExperimentError("one_queued") from None
@@ -178,9 +157,9 @@ def _run_guarded(run_fn: Callable[[P, RunContext], R], params: P, ctx: RunContex
     except (ExperimentError, InvalidParams):
         raise
     except (torch.cuda.OutOfMemoryError, MemoryError) as e:
-        failure = ExperimentError("oom", detail=_first_line(e))
+        failure = ExperimentError("oom", detail=first_line(e, 300))
     except RuntimeError as e:
-        failure = ExperimentError("runtime", detail=_first_line(e))
+        failure = ExperimentError("runtime", detail=first_line(e, 300))
     finally:
         # The exception (and the frames holding tensors) is gone here, so memory can go back.
         if failure is not None:
@@ -189,11 +168,6 @@ def _run_guarded(run_fn: Callable[[P, RunContext], R], params: P, ctx: RunContex
                 torch.cuda.empty_cache()
     assert failure is not None
     raise failure
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
 
 
 def device_facts(device: torch.device | None = None) -> dict[str, str]:

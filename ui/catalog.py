@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
 class Lesson:
     slug: str
-    script: str
+    old_script: str
     tabs: tuple[str, ...]  # one per experiment group; names are keys of <slug>.tabs in ui.toml
+
+    @property
+    def script(self) -> str:
+        """The lesson's page: pages/<slug>.py once the lesson has moved there (transitional)."""
+        new = f"pages/{self.slug}.py"
+        return new if (ROOT / new).exists() else self.old_script
 
 
 TENSORS = Lesson(

@@ -1,4 +1,4 @@
-"""Language: which one the student reads, and every UI string from lessons/<lang>/ui.toml."""
+"""Language: which one the student reads, and every UI string from lessons/<lang>/*.toml (common + one per lesson)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,19 @@ DEFAULT = "en"
 
 @functools.cache
 def strings(lang: str) -> dict[str, str]:
-    """Return every string of lessons/<lang>/ui.toml, flattened to dotted keys."""
-    with open(LESSONS / lang / "ui.toml", "rb") as f:
-        return dict(_flatten(tomllib.load(f)))
+    """Return every string of lessons/<lang>/*.toml (common.toml and one file per lesson), flattened to dotted keys."""
+    return dict(pair for path in string_files(lang) for pair in read_strings(path))
+
+
+def string_files(lang: str) -> list[Path]:
+    """Return the string tables of a language: common.toml first, then the lessons' in name order."""
+    return sorted((LESSONS / lang).glob("*.toml"), key=lambda path: (path.stem != "common", path.stem))
+
+
+def read_strings(path: Path) -> list[tuple[str, str]]:
+    """Return one TOML file's strings as (dotted key, text) pairs."""
+    with open(path, "rb") as f:
+        return _flatten(tomllib.load(f))
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:

@@ -49,7 +49,7 @@ def torch_says(message: str) -> None:
     st.warning(t("run.torch_says", message=message), icon=":material/science:")
 
 
-def code_panel(code: str, filename: str) -> None:
+def script_box(code: str, filename: str) -> None:
     """Show the runnable script for the current settings, with a .py download."""
     with st.expander(t("code.title"), icon=":material/code:"):
         st.code(code, language="python")
@@ -57,7 +57,7 @@ def code_panel(code: str, filename: str) -> None:
                            icon=":material/download:")  # fmt: skip
 
 
-def predict(key: str, question: str, options: Sequence[str], answer: str | None, why: str = "") -> None:
+def ask(key: str, question: str, options: Sequence[str], answer: str | None, why: str = "") -> None:
     """A predict-then-run exercise: the student commits a guess and is told at once if it was right.
 
     `answer` was computed by running the experiment (None if that run failed: nothing to check).

@@ -1,18 +1,24 @@
-"""Running experiments from a page: the class-wide cache (core.runner.RESULTS), the queue notice and the error box."""
+"""Running experiments from a page: widgets, the class-wide cache (core.runner.RESULTS), queue, progress, errors.
+
+A page's experiment block is `p, r = run_experiment(EXPERIMENT)`, its charts, `code_panel(EXPERIMENT, p)`
+and `predict(PREDICTION)`, inside an `st.fragment` so that moving a slider reruns that block only.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import runner
+from core.experiment import Experiment, ExperimentError, Prediction, RunContext
 from core.params import InvalidParams, Params
-from core.runner import ExperimentError, RunContext
-from ui.i18n import t
-from ui.widgets import error_text
+from ui.i18n import has, t
+from ui.panels import ask, script_box
+from ui.widgets import error_text, param_widgets
 
 P = TypeVar("P", bound=Params)
 R = TypeVar("R")
@@ -82,3 +88,43 @@ def run_parts(run_fn: Callable[[P, RunContext], R], parts: Sequence[P], progress
         bar.progress(len(results) / len(parts), text=t(progress_key, done=len(results), total=len(parts)))
     bar.empty()
     return results
+
+
+def run_experiment(experiment: Experiment[P, R], columns: int = 3) -> tuple[P | None, Any]:
+    """Draw an experiment's widgets (kept in the URL), run it through the cache, and return (params, result).
+
+    A sweep experiment runs one cached part per element of its sweep field under a progress bar
+    and returns the list of results. Either item is None when the settings are invalid or the run
+    failed; the page then has nothing to draw (the error is already shown).
+    """
+    p = param_widgets(experiment.params, experiment.name, columns=columns)
+    if p is None:
+        return None, None
+    return p, result_of(experiment, p)
+
+
+def result_of(experiment: Experiment[P, R], p: P) -> Any:
+    """Run (or fetch) one experiment for p; a sweep gives the list of its parts' results. None on failure."""
+    if experiment.sweep is None:
+        return run_cached(experiment.run, p, exclusive=experiment.exclusive, prefix=experiment.name)
+    parts = [replace(p, **{experiment.sweep: (value,)}) for value in getattr(p, experiment.sweep)]
+    return run_parts(experiment.run, parts, f"{experiment.name}.progress", exclusive=experiment.exclusive,
+                     prefix=experiment.name)  # fmt: skip
+
+
+def code_panel(experiment: Experiment[P, R], p: P | None) -> None:
+    """Show the experiment's runnable script for p on this server's device, with a .py download."""
+    if p is not None:
+        script_box(experiment.write_script(p, runner.DEVICE.type), experiment.filename)
+
+
+def predict(prediction: Prediction[Any, Any]) -> None:
+    """Ask a predict-then-run question; its answer comes from running the experiment with the question's settings."""
+    experiment = prediction.experiment
+    result = result_of(experiment, prediction.params)
+    answer = None if result is None else prediction.answer(result)
+    question = prediction.question or f"{experiment.name}.predict_q"
+    why = prediction.why or f"{experiment.name}.predict_why"
+    labels = {option: t(f"{experiment.name}.{option}", default=option) for option in prediction.options}
+    ask(prediction.name, t(question), list(labels.values()), None if answer is None else labels[answer],
+        t(why) if has(why) else "")  # fmt: skip

@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from core.params import FieldSpec, InvalidParams, Params, encode, parse_ints
+from core.params import FieldSpec, InvalidParams, Params, check_value, decode, encode, parse_ints
 from ui.i18n import has, t
 
 P = TypeVar("P", bound=Params)
 
-SLIDER_MAX_STEPS = 64  # int ranges wider than this get a number box instead of a slider
+FLOAT_SLIDER_STOPS = 100  # a float field with no declared step moves in 1/100 of its range
 
 
 def field_label(prefix: str, name: str) -> str:
@@ -59,19 +59,49 @@ def _seed_from_url(cls: type[P], prefix: str) -> None:
 
 def _relink(cls: type[Params], prefix: str, name: str) -> None:
     """After a choice changes, load the fields that depend on it (`Params.linked`, e.g. sizes per op)."""
-    linked = getattr(cls, "linked", None)
-    if linked is None:
-        return
     specs = {s.name: s for s in cls.specs()}
-    for other, value in linked(name, st.session_state[f"{prefix}.{name}"]).items():
+    for other, value in cls.linked(name, st.session_state[f"{prefix}.{name}"]).items():
         st.session_state[f"{prefix}.{other}"] = _widget_value(specs[other], value)
 
 
-def _draw(cls: type[Params], spec: FieldSpec, prefix: str, label_key: str) -> None:
+def _number(spec: FieldSpec, key: str, label: str, help_text: str | None, hi: float) -> None:
+    """Draw a numeric field: a number box for seeds and exact values, a ladder or a plain slider for the rest.
+
+    A value the URL brought that is not one of the ladder's stops becomes a stop of its own, so
+    any in-range link keeps working; `hi` is the field's bound given the other fields.
+    """
+    meta = spec.meta
+    lo = meta["lo"]
+    number = int if spec.kind == "int" else float
+    if meta.get("seed") or meta.get("exact"):
+        step = 1 if spec.kind == "int" else _float_step(float(lo), float(hi))
+        st.number_input(label, number(lo), number(hi), step=number(step), key=key, help=help_text,
+                        format=None if spec.kind == "int" else "%g")  # fmt: skip
+    elif "ladder" in meta:
+        stops = sorted({number(v) for v in meta["ladder"] if v <= hi} | {number(st.session_state[key])})
+        st.select_slider(label, stops, key=key, help=help_text, format_func=lambda v: f"{v:g}")
+    elif spec.kind == "int":
+        st.slider(label, int(lo), int(hi), key=key, help=help_text, disabled=int(hi) == int(lo))
+    else:
+        step = float(meta["step"]) if meta.get("step") else (float(hi) - float(lo)) / FLOAT_SLIDER_STOPS
+        st.slider(label, float(lo), float(hi), step=step, key=key, help=help_text, format="%g")
+
+
+def _float_step(lo: float, hi: float) -> float:
+    """Return a number box's step: the smallest order of magnitude of a positive range, else 1/1000 of it."""
+    return 10 ** math.floor(math.log10(lo)) if lo > 0 else (hi - lo) / 1000
+
+
+def _draw(cls: type[Params], spec: FieldSpec, prefix: str, label_key: str, current: Params) -> None:
     key = f"{prefix}.{spec.name}"
     label = t(f"{prefix}.{label_key}", default=label_key)
     help_text = t(f"{prefix}.{label_key}_help") if has(f"{prefix}.{label_key}_help") else None
     meta = spec.meta
+    hi = current.upper_bound(spec) if spec.kind in ("int", "float") else None
+    if hi is None:
+        hi = meta.get("hi", 0)
+    elif st.session_state[key] > hi:  # the other fields moved the bound below the value: follow it
+        st.session_state[key] = hi
 
     option_label = _labeller(f"{prefix}.{spec.name}_choices", meta.get("choices", ()))
 
@@ -82,19 +112,8 @@ def _draw(cls: type[Params], spec: FieldSpec, prefix: str, label_key: str) -> No
                      args=(cls, prefix, spec.name))  # fmt: skip
     elif spec.kind == "strs":
         st.multiselect(label, meta["choices"], key=key, help=help_text, format_func=option_label)
-    elif spec.kind == "int":
-        lo, hi = int(meta["lo"]), int(meta["hi"])
-        if hi - lo <= SLIDER_MAX_STEPS:
-            st.slider(label, lo, hi, key=key, help=help_text)
-        else:
-            st.number_input(label, lo, hi, step=1, key=key, help=help_text)
-    elif spec.kind == "float" and meta.get("step"):
-        st.slider(label, float(meta["lo"]), float(meta["hi"]), step=float(meta["step"]), key=key, help=help_text)
-    elif spec.kind == "float":
-        # No step declared (a learning rate, say): a number box that steps by the smallest order of magnitude.
-        lo, hi = float(meta["lo"]), float(meta["hi"])
-        step = 10 ** math.floor(math.log10(lo)) if lo > 0 else (hi - lo) / 1000
-        st.number_input(label, lo, hi, step=step, format="%g", key=key, help=help_text)
+    elif spec.kind in ("int", "float"):
+        _number(spec, key, label, help_text, hi)
     elif spec.kind == "str":
         area = st.text_area if _wide(spec) else st.text_input
         area(label, key=key, help=help_text, max_chars=int(meta.get("max_len", 40)))
@@ -134,13 +153,23 @@ def preset_picker(prefix: str, presets: dict[str, Params]) -> None:
 def index_slider(key: str, label: str, count: int, default: int) -> int:
     """A slider over 0..count kept in the URL under `key` (a value the URL gives out of range is clamped)."""
     if key not in st.session_state:
-        raw = st.query_params.get(key, "")
-        st.session_state[key] = min(max(int(raw), 0), count) if raw.isdigit() and len(raw) < 6 else default
+        st.session_state[key] = _url_int(key, 0, count, default)
     st.session_state[key] = min(st.session_state[key], count)
     value = int(st.slider(label, 0, max(count, 1), key=key, disabled=count == 0))
     if st.query_params.get(key) != str(value):
         st.query_params[key] = str(value)
     return value
+
+
+def _url_int(key: str, lo: int, hi: int, default: int) -> int:
+    """Return the URL's integer under key if the Params codec reads it and it lies in lo..hi, else default."""
+    spec = FieldSpec(key, "int", default, {"lo": lo, "hi": hi})
+    try:
+        value = decode(spec, st.query_params.get(key, str(default)))
+        check_value(spec, value)
+    except InvalidParams:
+        return default
+    return int(value)
 
 
 def _read(spec: FieldSpec, prefix: str) -> Any:
@@ -172,16 +201,15 @@ def param_widgets(cls: type[P], prefix: str, columns: int = 3) -> P | None:
         error: InvalidParams | None = e
     else:
         error = None
-    roles_fn = getattr(current, "roles", None)
-    roles: dict[str, str] = roles_fn() if roles_fn else {s.name: s.name for s in cls.specs()}
+    roles = current.roles()
     shown = [s for s in cls.specs() if s.name in roles and not _hidden(prefix, s.name)]
     for spec in (s for s in shown if _wide(s)):
-        _draw(cls, spec, prefix, roles[spec.name])
+        _draw(cls, spec, prefix, roles[spec.name], current)
     narrow = [s for s in shown if not _wide(s)]
     cols = st.columns(min(columns, max(1, len(narrow))))
     for i, spec in enumerate(narrow):
         with cols[i % len(cols)]:
-            _draw(cls, spec, prefix, roles[spec.name])
+            _draw(cls, spec, prefix, roles[spec.name], current)
     if error is None:
         try:
             current.validate()

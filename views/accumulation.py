@@ -9,7 +9,7 @@ from core import accumulation_memory as M
 from core import charts_accumulation as C
 from ui.catalog import ACCUMULATION
 from ui.i18n import prose, t
-from ui.panels import charts_text, code_panel, figure, lesson_tabs, predict, table
+from ui.panels import ask, charts_text, figure, lesson_tabs, script_box, table
 from ui.run import run_cached, run_parts
 from ui.widgets import param_widgets
 
@@ -33,13 +33,13 @@ with panel:
                           measured=f"{r.overall_rel[-1]:.3g}", residual=C.sci(r.stale_residual)))  # fmt: skip
             with st.expander(t("equiv.per_parameter")):
                 table(C.equiv_params_table(r, tr))
-            code_panel(A.code_equiv(p), "accumulation_equivalence.py")
+            script_box(A.code_equiv(p), "accumulation_equivalence.py")
         q = run_cached(A.run_equiv, A.EquivParams(batch=32, accum_steps=4))
         scale = None if q is None else f"{q.scale[q.variants.index('seeds')]:.0f}"
-        predict("seeds", t("equiv.predict_q"), ["1", "1.25", "4", "5"], scale, t("equiv.predict_why"))
+        ask("seeds", t("equiv.predict_q"), ["1", "1.25", "4", "5"], scale, t("equiv.predict_why"))
         q = run_cached(A.run_equiv, A.EquivParams(batch=30, accum_steps=4))
         verdict = None if q is None else ("exact" if q.overall_rel[0] < 1e-5 else "off")
-        predict("uneven", t("equiv.predict_uneven_q"), [t("equiv.exact"), t("equiv.off")],
+        ask("uneven", t("equiv.predict_uneven_q"), [t("equiv.exact"), t("equiv.off")],
                 None if verdict is None else t(f"equiv.{verdict}"), t("equiv.predict_uneven_why"))  # fmt: skip
 
     elif tab == "norm":
@@ -55,13 +55,13 @@ with panel:
             if not r.show_skipped:
                 diff = abs(r.running_mean_full - r.running_mean_micro).max()
                 st.markdown(t("norm.running_line", k=r.show_k, diff=f"{diff:.3g}"))
-            code_panel(A.code_norm(p), "accumulation_batchnorm.py")
+            script_box(A.code_norm(p), "accumulation_batchnorm.py")
         q = run_cached(A.run_norm, A.NormParams(k_max=8))
         verdict = None
         if q is not None:
             rel = q.rel[q.lines.index("layernorm"), list(q.ks).index(8)]
             verdict = "rounding" if rel < 1e-4 else "small" if rel < 0.1 else "large"
-        predict("layernorm", t("norm.predict_q"), [t(f"norm.{v}") for v in ("rounding", "small", "large")],
+        ask("layernorm", t("norm.predict_q"), [t(f"norm.{v}") for v in ("rounding", "small", "large")],
                 None if verdict is None else t(f"norm.{verdict}"), t("norm.predict_why"))  # fmt: skip
 
     elif tab == "curves":
@@ -78,7 +78,7 @@ with panel:
                 if "big" in by_name and "accum" in by_name:
                     gap = abs(by_name["big"].eval_loss[0] - by_name["accum"].eval_loss[0]).max()
                     st.markdown(t("curves.gap_line", gap=C.sci(gap)))
-            code_panel(A.code_curves(p), "accumulation_training.py")
+            script_box(A.code_curves(p), "accumulation_training.py")
 
     elif tab == "memory":
         p = param_widgets(M.MemoryParams, "memory", columns=4)
@@ -94,13 +94,13 @@ with panel:
                 table(C.memory_table(results, tr))
                 st.markdown(t("memory.constant_line", params=f"{results[0].parameter_bytes / C.MB:.3f}",
                               grads=f"{results[0].gradient_bytes / C.MB:.3f}"))  # fmt: skip
-            code_panel(M.code_memory(p), "accumulation_memory.py")
+            script_box(M.code_memory(p), "accumulation_memory.py")
         one, four = (run_cached(M.run_memory, M.MemoryParams(accum_steps=(k,)), exclusive=True) for k in (1, 4))
         answer = None
         if one and four:
             ratio = four.steps[0].saved_bytes / one.steps[0].saved_bytes
             answer = min(("same", 1.0), ("half", 0.5), ("quarter", 0.25), key=lambda o: abs(o[1] - ratio))[0]
-        predict("memory", t("memory.predict_q"), [t(f"memory.{o}") for o in ("same", "half", "quarter")],
+        ask("memory", t("memory.predict_q"), [t(f"memory.{o}") for o in ("same", "half", "quarter")],
                 None if answer is None else t(f"memory.{answer}"), t("memory.predict_why"))  # fmt: skip
 
     elif tab == "savers":
@@ -115,8 +115,8 @@ with panel:
                 figure(C.savers_figure(results, tr), "savers.caption", key="savers.fig",
                        segments=" + ".join(map(str, results[0].segments)))  # fmt: skip
                 table(C.savers_table(results, tr), "savers.table_caption")
-            code_panel(M.code_savers(p), "accumulation_memory_savers.py")
+            script_box(M.code_savers(p), "accumulation_memory_savers.py")
         q = run_cached(M.run_savers, M.SaversParams(modes=("checkpoint",)), exclusive=True)
         verdict = None if q is None else ("exact" if q.runs[0].grad_rel_error < 1e-6 else "approximate")
-        predict("checkpoint", t("savers.predict_q"), [t("savers.exact"), t("savers.approximate")],
+        ask("checkpoint", t("savers.predict_q"), [t("savers.exact"), t("savers.approximate")],
                 None if verdict is None else t(f"savers.{verdict}"), t("savers.predict_why"))  # fmt: skip

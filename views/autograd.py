@@ -7,7 +7,7 @@ from core import autograd_mechanics as M
 from core import charts
 from ui.catalog import AUTOGRAD
 from ui.i18n import prose, t
-from ui.panels import charts_text, code_panel, figure, graph, lesson_tabs, predict, table, torch_says
+from ui.panels import ask, charts_text, figure, graph, lesson_tabs, script_box, table, torch_says
 from ui.run import run_cached
 from ui.widgets import index_slider, param_widgets, preset_picker
 
@@ -36,11 +36,11 @@ with panel:
                 graph(lambda ids: charts.autograd_dot(r, tr, step=step, ids=ids),
                       t("backward.caption_node", op=current.op, label=current.label or current.op, step=step,
                         total=len(r.order)) if current else t("backward.caption_start"))  # fmt: skip
-            code_panel(A.code_graph(p), "autograd_graph.py")
+            script_box(A.code_graph(p), "autograd_graph.py")
         if tab == "graph":
             q = run_cached(A.run_graph, A.GraphParams())
             w_grad = dict(q.grads).get("w") if q else None
-            predict("w_grad", t("graph.predict_q"), ["2", "3", "5", "6"], w_grad, t("graph.predict_why"))
+            ask("w_grad", t("graph.predict_q"), ["2", "3", "5", "6"], w_grad, t("graph.predict_why"))
 
     elif tab == "accumulate":
         p = param_widgets(M.AccumulateParams, "accumulate", columns=4)
@@ -48,9 +48,9 @@ with panel:
         if p and r:
             figure(charts.accumulate_figure(r, charts_text("accumulate")), "accumulate.caption", key="accumulate.fig",
                    once_x=f"{r.x_grad_once:g}", once_w=f"{r.w_grad_once:g}")  # fmt: skip
-            code_panel(M.code_accumulate(p), "accumulate.py")
+            script_box(M.code_accumulate(p), "accumulate.py")
         q = run_cached(M.run_accumulate, M.AccumulateParams(k=3))
-        predict("accumulate", t("accumulate.predict_q"), ["2", "4", "6", "8"],
+        ask("accumulate", t("accumulate.predict_q"), ["2", "4", "6", "8"],
                 None if q is None else f"{q.x_grad[-1]:g}", t("accumulate.predict_why"))  # fmt: skip
 
     elif tab == "retain":
@@ -63,7 +63,7 @@ with panel:
                 torch_says(r.torch_error)
             else:
                 cols[1].metric(t("retain.second"), f"x.grad = {r.x_grad_second:g}, w.grad = {r.w_grad_second:g}")
-            code_panel(M.code_retain(p), "retain_graph.py")
+            script_box(M.code_retain(p), "retain_graph.py")
 
     elif tab == "detach":
         p = param_widgets(M.DetachParams, "detach", columns=3)
@@ -73,11 +73,11 @@ with panel:
             for way in (r.data, r.detach):
                 if way.torch_error:
                     torch_says(way.torch_error)
-            code_panel(M.code_detach(p), "detach_vs_data.py")
+            script_box(M.code_detach(p), "detach_vs_data.py")
         q = run_cached(M.run_detach, M.DetachParams())
         answer = None if q is None else {(True, False): ".data", (False, True): ".detach()"}.get(
             (q.data.torch_error is not None, q.detach.torch_error is not None), t("detach.both_or_neither"))
-        predict("detach", t("detach.predict_q"), [".data", ".detach()", t("detach.both_or_neither")], answer,
+        ask("detach", t("detach.predict_q"), [".data", ".detach()", t("detach.both_or_neither")], answer,
                 t("detach.predict_why"))  # fmt: skip
 
     elif tab == "nograd":
@@ -87,7 +87,7 @@ with panel:
             tr = charts_text("nograd")
             figure(charts.nograd_figure(r, tr), "nograd.caption", key="nograd.fig")
             table(charts.nograd_table(r, tr))
-            code_panel(M.code_nograd(p), "no_grad.py")
+            script_box(M.code_nograd(p), "no_grad.py")
 
     elif tab == "hooks":
         p = param_widgets(M.HooksParams, "hooks", columns=2)
@@ -96,14 +96,14 @@ with panel:
             table(charts.hooks_table(r, charts_text("hooks")), "hooks.caption")
             st.markdown(t("hooks.activation", shape=r.activation_shape, mean=f"{r.activation_mean:.4g}",
                           std=f"{r.activation_std:.4g}"))  # fmt: skip
-            code_panel(M.code_hooks(p), "hooks.py")
+            script_box(M.code_hooks(p), "hooks.py")
         st.subheader(t("higher.heading"))
         p = param_widgets(M.HigherParams, "higher", columns=4)
         r = run_cached(M.run_higher, p, prefix="higher")
         if p and r:
             figure(charts.higher_figure(r, charts_text("higher")), "higher.caption", key="higher.fig",
                    e1=f"{r.d1_max_error:.1e}", e2=f"{r.d2_max_error:.1e}")  # fmt: skip
-            code_panel(M.code_higher(p), "second_derivative.py")
+            script_box(M.code_higher(p), "second_derivative.py")
 
     elif tab == "custom":
         p = param_widgets(M.CustomParams, "custom", columns=4)
@@ -114,4 +114,4 @@ with panel:
                 st.success(t("custom.gradcheck_ok"), icon=":material/check_circle:")
             else:
                 st.error(t("custom.gradcheck_failed", message=r.torch_error or ""), icon=":material/cancel:")
-            code_panel(M.code_custom(p), "multiply_add.py")
+            script_box(M.code_custom(p), "multiply_add.py")

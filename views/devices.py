@@ -6,7 +6,7 @@ from core import charts_devices as C
 from core import devices as D
 from ui.catalog import DEVICES
 from ui.i18n import prose, t
-from ui.panels import charts_text, code_panel, figure, gpu_note, lesson_tabs, predict, table, torch_says
+from ui.panels import ask, charts_text, figure, gpu_note, lesson_tabs, script_box, table, torch_says
 from ui.run import run_cached
 from ui.widgets import param_widgets
 
@@ -30,9 +30,9 @@ with panel:
                 st.markdown(t("facts.cuda_same_line", same=yes_no[r.cuda_same_object]))
             figure(C.transfer_figure(r, tr), "facts.caption", key="facts.fig", mb=r.nbytes // 2**20)
             table(C.transfer_table(r, tr), "facts.transfer_caption")
-            code_panel(D.code_facts(p), "devices_facts.py")
+            script_box(D.code_facts(p), "devices_facts.py")
         q = run_cached(D.run_facts, D.FactsParams(), exclusive=True)
-        predict("same", t("facts.predict_q"), [t("facts.same_tensor"), t("facts.new_copy")],
+        ask("same", t("facts.predict_q"), [t("facts.same_tensor"), t("facts.new_copy")],
                 None if q is None else t("facts.same_tensor" if q.same_object else "facts.new_copy"),
                 t("facts.predict_why"))  # fmt: skip
 
@@ -54,13 +54,13 @@ with panel:
             if r.grad_diff_naive is not None and r.grad_diff_weighted is not None:
                 figure(C.dp_grad_figure(r, tr), "dataparallel.caption_grad", key="dataparallel.grad")
                 st.markdown(t("dataparallel.grad_line", weighted=C.sci(r.grad_diff_weighted), naive=C.sci(r.grad_diff_naive)))
-            code_panel(D.code_dataparallel(p), "devices_dataparallel.py")
+            script_box(D.code_dataparallel(p), "devices_dataparallel.py")
         q = run_cached(D.run_dataparallel, D.DPParams(seeds_example=True, replicas=2))
         options = ["0.433", "0.525", "0.55"]
         answer = None if q is None else min(options, key=lambda o: abs(float(o) - q.mean_of_means))
-        predict("mean_of_means", t("dataparallel.predict_q"), options, answer, t("dataparallel.predict_why"))
+        ask("mean_of_means", t("dataparallel.predict_q"), options, answer, t("dataparallel.predict_why"))
         q = run_cached(D.run_dataparallel, D.DPParams(seeds_example=False, batch=5, replicas=4))
-        predict("gpus_used", t("dataparallel.predict_gpus_q"), ["2", "3", "4", "5"],
+        ask("gpus_used", t("dataparallel.predict_gpus_q"), ["2", "3", "4", "5"],
                 None if q is None else str(len(q.chunk_sizes)), t("dataparallel.predict_gpus_why"))  # fmt: skip
 
     elif tab == "pipeline":
@@ -80,12 +80,12 @@ with panel:
             figure(C.stage_times_figure(r, tr), "pipeline.caption_stages", key="pipeline.stages", device=r.device)
             with st.expander(t("pipeline.table_heading")):
                 table(C.pipeline_table(r, tr), "pipeline.table_caption")
-            code_panel(D.code_pipeline(p), "devices_pipeline.py")
+            script_box(D.code_pipeline(p), "devices_pipeline.py")
         q = run_cached(D.run_pipeline, D.PipeParams(), exclusive=True)
         verdict = None
         if q is not None:
             verdict = "smallest" if q.best_split == 1 else "whole" if q.best_split == q.batch else "between"
-        predict("best_split", t("pipeline.predict_q"), [t(f"pipeline.{v}") for v in ("smallest", "between", "whole")],
+        ask("best_split", t("pipeline.predict_q"), [t(f"pipeline.{v}") for v in ("smallest", "between", "whole")],
                 None if verdict is None else t(f"pipeline.{verdict}"), t("pipeline.predict_why"))  # fmt: skip
 
     elif tab == "checkpoint":
@@ -109,12 +109,12 @@ with panel:
             else:
                 st.warning(t("checkpoint.not_equal", n=r.equal_per_key.count(False), total=len(r.model_keys)))
             table(C.ckpt_equal_table(r, tr), "checkpoint.equal_caption")
-            code_panel(D.code_checkpoint(p), "devices_checkpoint.py")
+            script_box(D.code_checkpoint(p), "devices_checkpoint.py")
         q = run_cached(D.run_checkpoint, D.CkptParams(wrap=True, strip="none"))
         outcome = None if q is None else "loads" if q.strict_error is None else "keys" if q.missing_keys else "other"
-        predict("plain_load", t("checkpoint.predict_q"), [t(f"checkpoint.{v}") for v in ("loads", "keys", "other")],
+        ask("plain_load", t("checkpoint.predict_q"), [t(f"checkpoint.{v}") for v in ("loads", "keys", "other")],
                 None if outcome is None else t(f"checkpoint.{outcome}"), t("checkpoint.predict_why"))  # fmt: skip
         equal = None if q is None else sum(q.equal_per_key)
         share = None if equal is None else "all" if equal == len(q.model_keys) else "none" if equal == 0 else "some"
-        predict("non_strict", t("checkpoint.predict_strict_q"), [t(f"checkpoint.{v}") for v in ("all", "some", "none")],
+        ask("non_strict", t("checkpoint.predict_strict_q"), [t(f"checkpoint.{v}") for v in ("all", "some", "none")],
                 None if share is None else t(f"checkpoint.{share}"), t("checkpoint.predict_strict_why"))  # fmt: skip

@@ -7,7 +7,7 @@ from core import charts
 from core import tensors as T
 from ui.catalog import TENSORS
 from ui.i18n import prose, t
-from ui.panels import charts_text, code_panel, figure, lesson_tabs, predict, table, torch_says
+from ui.panels import ask, charts_text, figure, lesson_tabs, script_box, table, torch_says
 from ui.run import run_cached
 from ui.widgets import param_widgets
 
@@ -36,7 +36,7 @@ with panel:
                                None if r.theory_std is None else f"{r.std - r.theory_std:+.3g} vs {r.theory_std:.4g}",
                                delta_color="off")  # fmt: skip
                 cols[3].metric(t("create.bytes"), f"{r.nbytes:,}")
-            code_panel(T.code_create(p), "create.py")
+            script_box(T.code_create(p), "create.py")
 
     elif tab == "shape":
         p = param_widgets(T.ShapeParams, "shape")
@@ -46,9 +46,9 @@ with panel:
                 torch_says(r.torch_error)
             figure(charts.grids_figure(charts.shape_grids(r), t("shape.grid_title")), "shape.caption", key="shape.fig")
             table(charts.facts_table([r.input, *r.outputs], charts_text("shape")))
-            code_panel(T.code_shape(p), "shape.py")
+            script_box(T.code_shape(p), "shape.py")
         q = run_cached(T.run_shape, T.ShapeParams(op="view", shape=(3, 4), transposed=True, new_shape=(12,)))
-        predict("view_t", t("shape.predict_q"), [t("shape.works"), t("shape.fails")],
+        ask("view_t", t("shape.predict_q"), [t("shape.works"), t("shape.fails")],
                 None if q is None else t("shape.fails") if q.torch_error else t("shape.works"), t("shape.predict_why"))
 
     elif tab == "layout":
@@ -63,9 +63,9 @@ with panel:
             table(charts.facts_table(r.after, tr, changed=lambda f: int(r.changed(f.name).sum())))
             grids = charts.tensor_grids(r.after, lambda f: r.changed(f.name), charts.CHANGED)
             figure(charts.grids_figure(grids, t("layout.grid_title")), "layout.grid_caption", key="layout.grids")
-            code_panel(T.code_layout(p), "layout.py")
+            script_box(T.code_layout(p), "layout.py")
         q = run_cached(T.run_layout, T.LayoutParams(rows=5, cols=7, views=("t",), edit_target="x", edit_index=0))
-        predict("stride_t", t("layout.predict_q"), ["(7, 1)", "(1, 7)", "(5, 1)", "(1, 5)"],
+        ask("stride_t", t("layout.predict_q"), ["(7, 1)", "(1, 7)", "(5, 1)", "(1, 5)"],
                 None if q is None else str(q.before[1].stride), t("layout.predict_why"))  # fmt: skip
 
     elif tab == "broadcast":
@@ -82,9 +82,9 @@ with panel:
                     grids = [charts.Grid(f"a {p.shape_a}", r.a), charts.Grid(f"b {p.shape_b}", r.b),
                              charts.Grid(f"a + b {r.result_shape}", r.total)]  # fmt: skip
                     figure(charts.grids_figure(grids, t("broadcast.grid_title")), "broadcast.caption", key="broadcast.fig")
-            code_panel(T.code_broadcast(p), "broadcast.py")
+            script_box(T.code_broadcast(p), "broadcast.py")
         q = run_cached(T.run_broadcast, T.BroadcastParams(shape_a=(8, 1, 6, 1), shape_b=(7, 1, 5)))
-        predict("broadcast", t("broadcast.predict_q"), ["(8, 7, 6, 5)", "(8, 1, 6, 5)", "(7, 6, 5)", t("broadcast.error")],
+        ask("broadcast", t("broadcast.predict_q"), ["(8, 7, 6, 5)", "(8, 1, 6, 5)", "(7, 6, 5)", t("broadcast.error")],
                 None if q is None else str(q.result_shape) if q.result_shape else t("broadcast.error"))  # fmt: skip
 
     elif tab == "index":
@@ -96,7 +96,7 @@ with panel:
                 torch_says(r.torch_error)
             figure(charts.grids_figure(charts.index_grids(r, charts_text("index")), t("index.grid_title")),
                    f"index.caption_{p.op}", key="index.fig")  # fmt: skip
-            code_panel(T.code_index(p), "indexing.py")
+            script_box(T.code_index(p), "indexing.py")
 
     elif tab == "inplace":
         p = param_widgets(T.InplaceParams, "inplace")
@@ -110,9 +110,9 @@ with panel:
             cols[1].metric(t("inplace.new_bytes"), f"{r.new_bytes:,}")
             cols[2].metric(t("inplace.alias_changed"), t("yes") if (r.alias_after != r.x_before).any() else t("no"))
             table(charts.inplace_table(r, charts_text("inplace")), "inplace.caption")
-            code_panel(T.code_inplace(p), "inplace.py")
+            script_box(T.code_inplace(p), "inplace.py")
         q = run_cached(T.run_inplace, T.InplaceParams(form="augmented", dtype="int64", value=0.5))
-        predict("int_inplace", t("inplace.predict_q"), [t("inplace.ok"), t("inplace.error")],
+        ask("int_inplace", t("inplace.predict_q"), [t("inplace.ok"), t("inplace.error")],
                 None if q is None else t("inplace.error") if q.torch_error else t("inplace.ok"), t("inplace.predict_why"))
 
     elif tab == "numpy":
@@ -124,7 +124,7 @@ with panel:
             cols[1].metric(t("numpy.other_after"), f"{r.other_after:g}")
             cols[2].metric(t("numpy.copied"), f"{r.copied_bytes:,}")
             figure(charts.numpy_figure(r, charts_text("numpy")), "numpy.caption", key="numpy.fig", n=p.n)
-            code_panel(T.code_numpy(p), "numpy_sharing.py")
+            script_box(T.code_numpy(p), "numpy_sharing.py")
 
     elif tab == "dtype":
         p = param_widgets(T.DtypeParams, "dtype")
@@ -136,4 +136,4 @@ with panel:
             cols[1].metric(t("dtype.time", n=f"{p.n:,}"), f"{r.time_us:,.1f} µs",
                            t("dtype.spread", spread=f"{r.spread_us / 2:,.1f}"), delta_color="off", delta_arrow="off")
             cols[2].metric(t("dtype.same_object"), t("yes") if r.same_object else t("no"))
-            code_panel(T.code_dtype(p), "dtype.py")
+            script_box(T.code_dtype(p), "dtype.py")

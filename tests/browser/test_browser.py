@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -53,6 +52,7 @@ pytest.importorskip("playwright.sync_api", reason="BROWSER TESTS SKIPPED: the pl
 from playwright.sync_api import Browser, Dialog, Locator, Page, Playwright, expect, sync_playwright  # noqa: E402
 
 from ui.catalog import LESSONS  # noqa: E402
+from ui.i18n import strings  # noqa: E402
 
 pytestmark = pytest.mark.browser
 PLOTLY_SELECTOR = '[data-testid="stPlotlyChart"] .js-plotly-plot'
@@ -129,20 +129,8 @@ RUN_SEEN_JS = "() => window.__torchlabRunChanges > 0 || location.href !== window
 
 
 def ui_strings(lang: str) -> dict[str, str]:
-    """Return lessons/<lang>/ui.toml flattened to dotted keys (the strings the app shows)."""
-    with open(ROOT / "lessons" / lang / "ui.toml", "rb") as f:
-        table = tomllib.load(f)
-    out: dict[str, str] = {}
-
-    def walk(node: dict[str, object], prefix: str) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value, f"{prefix}{key}.")
-            else:
-                out[f"{prefix}{key}"] = str(value)
-
-    walk(table, "")
-    return out
+    """Return the strings the app shows in a language (lessons/<lang>/*.toml, dotted keys)."""
+    return strings(lang)
 
 
 def expected_title(page: str, lang: str) -> str:

@@ -25,7 +25,6 @@ import socket
 import stat
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import pytest
 
 from deploy import replicas
 from deploy.replicas import COOKIE, Cluster
+from ui.i18n import strings
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -360,8 +360,7 @@ def _parent(pid: int) -> int | None:
 # A replica dies (these come last: they leave r1 dead; the `cluster` fixture restarts it if needed)
 
 LESSON = "/tensors?lang=en&tab=broadcast&broadcast.shape_a=5x1"  # not the default (3x1): proves the link's value
-with (replicas.ROOT / "lessons" / "en" / "ui.toml").open("rb") as _strings:
-    MOVED_NOTICE = tomllib.load(_strings)["run"]["moved"]  # ui.session.replica_notice shows it once
+MOVED_NOTICE = strings("en")["run.moved"]  # ui.session.replica_notice shows it once
 RESULT = '[data-testid="stMain"] [data-testid="stMarkdownContainer"]'
 # Records every connection state of the app from now on (the frontend sets it on stApp).
 WATCH_CONNECTION_JS = """() => {

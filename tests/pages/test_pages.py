@@ -13,9 +13,9 @@ from core import runner
 from ui.catalog import LESSONS
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["views/home.py", *[lesson.script for lesson in LESSONS]]
+PAGES = ["pages/home.py", *[lesson.script for lesson in LESSONS]]
 # Every place a student can land: the home page, and each tab of each lesson.
-VIEWS = [("views/home.py", ""), *[(lesson.script, tab) for lesson in LESSONS for tab in lesson.tabs]]
+VIEWS = [("pages/home.py", ""), *[(lesson.script, tab) for lesson in LESSONS for tab in lesson.tabs]]
 EXPERIMENT_VIEWS = [(page, tab) for page, tab in VIEWS if tab and tab != "pitfalls"]
 LANGS = ["en", "zh"]
 HAN = re.compile(r"[\u4e00-\u9fff]")

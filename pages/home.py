@@ -4,8 +4,10 @@ import streamlit as st
 
 from ui.catalog import LESSONS
 from ui.i18n import prose, t
+from ui.session import leave_pages_folder_mode
 from ui.sidebar import device_summary
 
+leave_pages_folder_mode()
 st.title(t("home.title"))
 prose("home")
 st.subheader(t("home.lessons"))

@@ -8,9 +8,12 @@ from core import charts
 from core import init as I
 from ui.catalog import INIT
 from ui.i18n import prose, t
-from ui.panels import charts_text, code_panel, figure, lesson_tabs, predict, table
+from ui.panels import ask, charts_text, figure, lesson_tabs, script_box, table
 from ui.run import run_cached, run_parts
+from ui.session import leave_pages_folder_mode
 from ui.widgets import param_widgets
+
+leave_pages_folder_mode()
 
 st.title(t("nav.init"))
 prose("init", "intro")
@@ -31,7 +34,7 @@ with panel:
                               theory=f"{r.theory_zero_fraction:.3f}"))  # fmt: skip
             if r.gram_max_dev is not None:
                 st.markdown(t("dist.orthogonal_line", dev=f"{r.gram_max_dev:.1e}"))
-            code_panel(I.code_dist(p), "init_distribution.py")
+            script_box(I.code_dist(p), "init_distribution.py")
 
     elif tab == "fans":
         p = param_widgets(I.FansParams, "fans", columns=4)
@@ -49,9 +52,9 @@ with panel:
             else:
                 st.markdown(t("fans.formula_linear", i=p.in_features, o=p.out_features))
             table(charts.gains_table(r, charts_text("fans")), "fans.gains_caption")
-            code_panel(I.code_fans(p), "fans_and_gains.py")
+            script_box(I.code_fans(p), "fans_and_gains.py")
         q = run_cached(I.run_fans, I.FansParams(layer="conv2d", in_channels=16, out_channels=32, kernel_h=3, kernel_w=3))
-        predict("fan_in", t("fans.predict_q"), ["16", "48", "144", "288"], None if q is None else str(q.fan_in),
+        ask("fan_in", t("fans.predict_q"), ["16", "48", "144", "288"], None if q is None else str(q.fan_in),
                 t("fans.predict_why"))  # fmt: skip
 
     elif tab == "signal":
@@ -68,11 +71,11 @@ with panel:
             figure(charts.signal_figure(r, tr, "act"), "signal.caption_act", key="signal.act")
             figure(charts.signal_figure(r, tr, "grad"), "signal.caption_grad", key="signal.grad")
             figure(charts.signal_hist_figure(r, tr), "signal.caption_hist", key="signal.hist")
-            code_panel(I.code_signal(p), "signal_flow.py")
+            script_box(I.code_signal(p), "signal_flow.py")
         q = run_cached(I.run_signal, I.SignalParams(activation="relu", scheme="xavier_normal", depth=20))
         ratio = None if q is None else q.runs[0].act_std[-1] / q.runs[0].act_std[0]
         verdict = None if ratio is None else ("shrinks" if ratio < 0.1 else "grows" if ratio > 10 else "same")
-        predict("relu_xavier", t("signal.predict_q"), [t(f"signal.{v}") for v in ("shrinks", "same", "grows")],
+        ask("relu_xavier", t("signal.predict_q"), [t(f"signal.{v}") for v in ("shrinks", "same", "grows")],
                 None if verdict is None else t(f"signal.{verdict}"), t("signal.predict_why"))  # fmt: skip
 
     elif tab == "train":
@@ -83,4 +86,4 @@ with panel:
             results = run_parts(I.run_train, parts, "train.progress", prefix="train")
             if results:
                 figure(charts.train_figure(results, charts_text("train")), "train.caption", key="train.fig")
-            code_panel(I.code_train(p), "train_per_init.py")
+            script_box(I.code_train(p), "train_per_init.py")
