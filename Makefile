@@ -59,6 +59,7 @@ nginx:
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test: $(VENV)/.dev-installed chromium nginx lint
@@ -66,6 +67,7 @@ test: $(VENV)/.dev-installed chromium nginx lint
 
 bench: $(VENV)/.dev-installed chromium
 	$(BIN)/python -m bench.pages
+	$(BIN)/python -m bench.slider
 	$(BIN)/python -m bench.graph_render
 	$(BIN)/python -m bench.timing_accuracy
 	$(BIN)/python -m bench.load --students 50 --duration 120

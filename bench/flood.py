@@ -52,8 +52,12 @@ async def flood(url: str, links: int, pids: Sequence[int], every: int) -> dict[s
             print(f"{i + 1:5d} links  {time.monotonic() - t0:6.0f} s  RSS {samples[-1].rss_bytes / 2**20:7.0f} MiB", flush=True)
     samples.append(sample_tree(pids, time.monotonic() - t0))
     rss = [s.rss_bytes / 2**20 for s in samples]
-    return {"links": links, "errors": errors, "seconds": round(time.monotonic() - t0, 1),
-            "rss_mib": {"start": round(rss[0]), "end": round(rss[-1]), "max": round(max(rss))}}  # fmt: skip
+    return {
+        "links": links,
+        "errors": errors,
+        "seconds": round(time.monotonic() - t0, 1),
+        "rss_mib": {"start": round(rss[0]), "end": round(rss[-1]), "max": round(max(rss))},
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

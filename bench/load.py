@@ -168,8 +168,7 @@ def think_time(rng: random.Random, cfg: LoadConfig) -> float:
 
 def new_client(base_url: str, link: str, cfg: LoadConfig, jar: CookieJar) -> StreamlitClient:
     """Return a protocol client for one student's tab."""
-    return StreamlitClient(base_url, link, jar=jar, locale=cfg.locale, message_cache=cfg.message_cache,
-                           timeout=cfg.timeout)  # fmt: skip
+    return StreamlitClient(base_url, link, jar=jar, locale=cfg.locale, message_cache=cfg.message_cache, timeout=cfg.timeout)
 
 
 async def student(index: int, base_url: str, cfg: LoadConfig, rec: Recorder, stop_at: float) -> None:
@@ -347,8 +346,9 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def sample_forever(roots: Sequence[int], every: float, t0: float, server: list[ProcSample],
-                         client: list[tuple[float, float]]) -> None:  # fmt: skip
+async def sample_forever(
+    roots: Sequence[int], every: float, t0: float, server: list[ProcSample], client: list[tuple[float, float]]
+) -> None:
     """Append a server sample and the client's CPU seconds every `every` seconds until cancelled."""
     while True:
         now = time.perf_counter() - t0
@@ -421,11 +421,23 @@ def streamlit_server(root: Path = ROOT, env: dict[str, str] | None = None, attem
     for _ in range(attempts):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                   "--server.address", "127.0.0.1", "--server.headless", "true"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ]
         with log.open("ab") as out:
-            proc = subprocess.Popen(command, cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env or os.environ.copy(),
-                                    start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                command, cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env or os.environ.copy(), start_new_session=True
+            )
         try:
             deadline = time.monotonic() + SERVER_START_S
             while proc.poll() is None and time.monotonic() < deadline and not healthy(url):
@@ -484,9 +496,13 @@ def latency_stats(seconds: Sequence[float]) -> dict[str, float | int | None]:
     """Return count, p50, p95, max and mean in milliseconds (None without data)."""
     if not seconds:
         return {"n": 0, "p50_ms": None, "p95_ms": None, "max_ms": None, "mean_ms": None}
-    return {"n": len(seconds), "p50_ms": round(percentile(seconds, 50) * 1000, 1),
-            "p95_ms": round(percentile(seconds, 95) * 1000, 1), "max_ms": round(max(seconds) * 1000, 1),
-            "mean_ms": round(sum(seconds) / len(seconds) * 1000, 1)}  # fmt: skip
+    return {
+        "n": len(seconds),
+        "p50_ms": round(percentile(seconds, 50) * 1000, 1),
+        "p95_ms": round(percentile(seconds, 95) * 1000, 1),
+        "max_ms": round(max(seconds) * 1000, 1),
+        "mean_ms": round(sum(seconds) / len(seconds) * 1000, 1),
+    }
 
 
 def throughput(cfg: LoadConfig, rec: Recorder, wall: float) -> dict[str, float]:
@@ -495,18 +511,27 @@ def throughput(cfg: LoadConfig, rec: Recorder, wall: float) -> dict[str, float]:
     window = max(min(cfg.duration, wall) - window_start, 1e-9)
     served = sum(1 for t in rec.done_at if window_start <= t <= window_start + window)
     asked = cfg.students / cfg.think if cfg.think > 0 else math.inf
-    return {"asked_per_s": round(asked, 2), "served_per_s": round(served / window, 2),
-            "served_ratio": round(served / window / asked, 3) if asked not in {0, math.inf} else math.nan,
-            "window_s": round(window, 1)}  # fmt: skip
+    return {
+        "asked_per_s": round(asked, 2),
+        "served_per_s": round(served / window, 2),
+        "served_ratio": round(served / window / asked, 3) if asked not in {0, math.inf} else math.nan,
+        "window_s": round(window, 1),
+    }
 
 
 def server_series(samples: Sequence[ProcSample]) -> list[dict[str, float | int]]:
     """Return per-interval server figures: time, RSS MiB, CPU % (of one core) since the previous sample, threads."""
     rows = []
     for before, after in itertools.pairwise(samples):
-        rows.append({"t_s": round(after.t, 1), "rss_mib": round(after.rss_bytes / 2**20, 1),
-                     "cpu_pct": round(cpu_percent(before.t, before.cpu_seconds, after.t, after.cpu_seconds), 1),
-                     "threads": after.threads, "pids": after.pids})  # fmt: skip
+        rows.append(
+            {
+                "t_s": round(after.t, 1),
+                "rss_mib": round(after.rss_bytes / 2**20, 1),
+                "cpu_pct": round(cpu_percent(before.t, before.cpu_seconds, after.t, after.cpu_seconds), 1),
+                "threads": after.threads,
+                "pids": after.pids,
+            }
+        )
     return rows
 
 
@@ -516,25 +541,43 @@ def summary_of(rows: Sequence[dict[str, float | int]]) -> dict[str, float | None
         return {"rss_start_mib": None, "rss_end_mib": None, "rss_max_mib": None, "cpu_mean_pct": None, "cpu_max_pct": None}
     cpu = [float(r["cpu_pct"]) for r in rows]
     rss = [float(r["rss_mib"]) for r in rows]
-    return {"rss_start_mib": rss[0], "rss_end_mib": rss[-1], "rss_max_mib": max(rss),
-            "cpu_mean_pct": round(sum(cpu) / len(cpu), 1), "cpu_max_pct": max(cpu)}  # fmt: skip
+    return {
+        "rss_start_mib": rss[0],
+        "rss_end_mib": rss[-1],
+        "rss_max_mib": max(rss),
+        "cpu_mean_pct": round(sum(cpu) / len(cpu), 1),
+        "cpu_max_pct": max(cpu),
+    }
 
 
 def replica_report(students: Sequence[StudentRecord]) -> dict[str, Any]:
     """Return students per replica (by their last cookie value) and how many students switched replica."""
     per_replica = Counter(s.replicas[-1] if s.replicas else "(no cookie)" for s in students)
     switched = [s for s in students if len(s.replicas) > 1]
-    return {"per_replica": dict(sorted(per_replica.items())), "switches": len(switched),
-            "switch_examples": [s.replicas for s in switched[:5]]}  # fmt: skip
+    return {
+        "per_replica": dict(sorted(per_replica.items())),
+        "switches": len(switched),
+        "switch_examples": [s.replicas for s in switched[:5]],
+    }
 
 
-def build_report(base_url: str, cfg: LoadConfig, rec: Recorder, wall: float, warmup: dict[str, float | str],
-                 server_pids: Sequence[int], server_samples: Sequence[ProcSample],
-                 client_samples: Sequence[tuple[float, float]], client_cpu: float) -> dict[str, Any]:  # fmt: skip
+def build_report(
+    base_url: str,
+    cfg: LoadConfig,
+    rec: Recorder,
+    wall: float,
+    warmup: dict[str, float | str],
+    server_pids: Sequence[int],
+    server_samples: Sequence[ProcSample],
+    client_samples: Sequence[tuple[float, float]],
+    client_cpu: float,
+) -> dict[str, Any]:
     """Return every figure of one test as a JSON-ready dict."""
     series = server_series(server_samples)
-    client_series = [{"t_s": round(b[0], 1), "cpu_pct": round(cpu_percent(a[0], a[1], b[0], b[1]), 1)}
-                     for a, b in itertools.pairwise(client_samples)]  # fmt: skip
+    client_series = [
+        {"t_s": round(b[0], 1), "cpu_pct": round(cpu_percent(a[0], a[1], b[0], b[1]), 1)}
+        for a, b in itertools.pairwise(client_samples)
+    ]
     errors = {k: v for k, v in sorted(rec.errors.items()) if v}
     return {
         "config": asdict(cfg) | {"url": base_url, "server_pids": list(server_pids)},
@@ -597,50 +640,74 @@ def thin(rows: Sequence[Any], at_most: int = 15) -> list[Any]:
 def print_report(r: dict[str, Any]) -> None:
     """Print the report as plain-text tables (the JSON line follows separately)."""
     c = r["config"]
-    print(f"TorchLab load test: {c['students']} students + {c['hogs']} hogs for {c['duration']:.0f} s "
-          f"(ramp {c['ramp']:.0f} s, think {c['think']:g} s {c['think_dist']}, change share {c['change_share']:g}, "
-          f"jump share {c['jump_share']:g}) "
-          f"against {c['url']}; wall {r['wall_s']} s")  # fmt: skip
+    print(
+        f"TorchLab load test: {c['students']} students + {c['hogs']} hogs for {c['duration']:.0f} s "
+        f"(ramp {c['ramp']:.0f} s, think {c['think']:g} s {c['think_dist']}, change share {c['change_share']:g}, "
+        f"jump share {c['jump_share']:g}) "
+        f"against {c['url']}; wall {r['wall_s']} s"
+    )
     print("links: " + ", ".join(c["links"]))
     if r["warmup_load_s"]:
         print("warm-up page loads (s): " + ", ".join(f"{k} {v}" for k, v in r["warmup_load_s"].items()))
     latency = [[a, s["n"], s["p50_ms"], s["p95_ms"], s["max_ms"], s["mean_ms"]] for a, s in r["latency"].items()]
-    print_table("Latency (ms): load = first HTTP request to first script_finished; rerun/change = BackMsg to script_finished",
-                ["action", "n", "p50", "p95", "max", "mean"], latency)  # fmt: skip
-    by_link = [[link, a, s["n"], s["p50_ms"], s["p95_ms"], s["max_ms"]]
-               for link, stats in r["latency_by_link"].items() for a, s in stats.items() if s["n"]]  # fmt: skip
+    print_table(
+        "Latency (ms): load = first HTTP request to first script_finished; rerun/change = BackMsg to script_finished",
+        ["action", "n", "p50", "p95", "max", "mean"],
+        latency,
+    )
+    by_link = [
+        [link, a, s["n"], s["p50_ms"], s["p95_ms"], s["max_ms"]]
+        for link, stats in r["latency_by_link"].items()
+        for a, s in stats.items()
+        if s["n"]
+    ]
     print_table("Latency by link (ms)", ["link", "action", "n", "p50", "p95", "max"], by_link)
     t = r["throughput"]
-    print(f"\nActions (reruns + changes) per second after the ramp ({t['window_s']} s): asked {t['asked_per_s']} "
-          f"(students / think), served {t['served_per_s']} (ratio {fmt(t['served_ratio'])}; a closed loop: each "
-          "student waits for the answer before thinking again, so latency alone keeps the ratio below 1)")  # fmt: skip
-    print_table("Errors (exception elements, disconnects, timeouts, failed connects, protocol errors)", ["kind", "count"],
-                [[k, v] for k, v in r["errors"].items()] or [["(none)", 0]])  # fmt: skip
+    print(
+        f"\nActions (reruns + changes) per second after the ramp ({t['window_s']} s): asked {t['asked_per_s']} "
+        f"(students / think), served {t['served_per_s']} (ratio {fmt(t['served_ratio'])}; a closed loop: each "
+        "student waits for the answer before thinking again, so latency alone keeps the ratio below 1)"
+    )
+    print_table(
+        "Errors (exception elements, disconnects, timeouts, failed connects, protocol errors)",
+        ["kind", "count"],
+        [[k, v] for k, v in r["errors"].items()] or [["(none)", 0]],
+    )
     for sample in r["exception_samples"]:
         print(f"  exception: {sample}")
     if r["disconnect_codes"]:
         print(f"  disconnect close codes: {r['disconnect_codes']}")
-    print(f"Warnings shown (not errors): {r['warnings'] or 0}; st.error boxes: {r['error_alerts']}; "
-          f"changes with no control on the page: {r['changes_without_control']}")  # fmt: skip
+    print(
+        f"Warnings shown (not errors): {r['warnings'] or 0}; st.error boxes: {r['error_alerts']}; "
+        f"changes with no control on the page: {r['changes_without_control']}"
+    )
     m = r["messages"]
     print(f"ForwardMsgs received: {m['received']:,} ({m['mib']} MiB), cached-message references: {m['cache_refs']:,}")
     rows = r["server"]["series"]
     if rows:
-        print_table(f"Server process tree (pids {c['server_pids']}): CPU % of one core since the previous sample",
-                    ["t (s)", "RSS MiB", "CPU %", "threads", "pids"],
-                    [[x["t_s"], x["rss_mib"], x["cpu_pct"], x["threads"], x["pids"]] for x in thin(rows)])  # fmt: skip
+        print_table(
+            f"Server process tree (pids {c['server_pids']}): CPU % of one core since the previous sample",
+            ["t (s)", "RSS MiB", "CPU %", "threads", "pids"],
+            [[x["t_s"], x["rss_mib"], x["cpu_pct"], x["threads"], x["pids"]] for x in thin(rows)],
+        )
         s = r["server"]["summary"]
-        print(f"  RSS {s['rss_start_mib']} -> {s['rss_end_mib']} MiB (max {s['rss_max_mib']}); "
-              f"CPU mean {s['cpu_mean_pct']} %, max {s['cpu_max_pct']} %")  # fmt: skip
+        print(
+            f"  RSS {s['rss_start_mib']} -> {s['rss_end_mib']} MiB (max {s['rss_max_mib']}); "
+            f"CPU mean {s['cpu_mean_pct']} %, max {s['cpu_max_pct']} %"
+        )
     else:
         print("\nServer: no pid to sample (give --server-pid)")
     print(f"Client (this process) CPU: {r['client']['cpu_pct']} % of one core over the test")
     rep = r["replicas"]
-    print(f"Replicas (cookie {c['replica_cookie']}): students per replica {rep['per_replica']}; "
-          f"replica switches: {rep['switches']}")  # fmt: skip
+    print(
+        f"Replicas (cookie {c['replica_cookie']}): students per replica {rep['per_replica']}; "
+        f"replica switches: {rep['switches']}"
+    )
     for h in r["hogs"]:
-        print(f"Hog: sent {h['sent']:,} reruns, {h['finished']:,} runs finished, {h['early']:,} cut short, "
-              f"{h['warnings']} warnings, {h['exceptions']} exceptions, ended by {h['ended_by']}")  # fmt: skip
+        print(
+            f"Hog: sent {h['sent']:,} reruns, {h['finished']:,} runs finished, {h['early']:,} cut short, "
+            f"{h['warnings']} warnings, {h['exceptions']} exceptions, ended by {h['ended_by']}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -667,21 +734,38 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
     p.add_argument("--url", help="a running server (http://host:port); default: start `streamlit run app.py` here")
-    p.add_argument("--server-pid", type=int, action="append", default=[],
-                   help="a server process to sample for RSS/CPU (repeatable; its children are included)")  # fmt: skip
+    p.add_argument(
+        "--server-pid",
+        type=int,
+        action="append",
+        default=[],
+        help="a server process to sample for RSS/CPU (repeatable; its children are included)",
+    )
     p.add_argument("--students", type=int, default=LoadConfig.students)
     p.add_argument("--duration", type=positive_float, default=LoadConfig.duration, help="seconds")
     p.add_argument("--ramp", type=positive_float, default=LoadConfig.ramp, help="seconds to spread the connects over")
     p.add_argument("--think", type=positive_float, default=LoadConfig.think, help="mean think time, seconds")
     p.add_argument("--think-dist", choices=("exp", "uniform"), default=LoadConfig.think_dist)
-    p.add_argument("--change-share", type=share, default=LoadConfig.change_share,
-                   help="share of actions that move a numeric control (the rest rerun)")  # fmt: skip
-    p.add_argument("--jump-share", type=share, default=LoadConfig.jump_share,
-                   help="share of moves that jump to a random allowed value (the rest nudge a step or two)")  # fmt: skip
+    p.add_argument(
+        "--change-share",
+        type=share,
+        default=LoadConfig.change_share,
+        help="share of actions that move a numeric control (the rest rerun)",
+    )
+    p.add_argument(
+        "--jump-share",
+        type=share,
+        default=LoadConfig.jump_share,
+        help="share of moves that jump to a random allowed value (the rest nudge a step or two)",
+    )
     p.add_argument("--links", nargs="+", default=list(DEFAULT_LINKS), help="lesson links, e.g. /init?tab=signal")
     p.add_argument("--seed", type=int, default=LoadConfig.seed)
-    p.add_argument("--timeout", type=positive_float, default=LoadConfig.timeout,
-                   help="seconds without script_finished that make an action a timeout")  # fmt: skip
+    p.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=LoadConfig.timeout,
+        help="seconds without script_finished that make an action a timeout",
+    )
     p.add_argument("--hog", type=int, default=0, dest="hogs", help="students that rerun as fast as the socket allows")
     p.add_argument("--hog-rate", type=positive_float, default=0.0, help="cap per hog, BackMsgs/s (0: no cap)")
     p.add_argument("--sample-every", type=positive_float, default=LoadConfig.sample_every, help="seconds")
@@ -697,13 +781,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def config_from(args: argparse.Namespace) -> LoadConfig:
     """Return the LoadConfig the command line asks for."""
-    return LoadConfig(students=args.students, duration=args.duration, ramp=args.ramp, think=args.think,
-                      think_dist=args.think_dist, change_share=args.change_share, jump_share=args.jump_share,
-                      links=tuple(args.links),
-                      seed=args.seed, timeout=args.timeout or LoadConfig.timeout, hogs=args.hogs,
-                      hog_rate=args.hog_rate, sample_every=args.sample_every or LoadConfig.sample_every,
-                      locale=args.locale, message_cache=not args.no_message_cache,
-                      replica_cookie=args.replica_cookie, warmup=not args.no_warmup)  # fmt: skip
+    return LoadConfig(
+        students=args.students,
+        duration=args.duration,
+        ramp=args.ramp,
+        think=args.think,
+        think_dist=args.think_dist,
+        change_share=args.change_share,
+        jump_share=args.jump_share,
+        links=tuple(args.links),
+        seed=args.seed,
+        timeout=args.timeout or LoadConfig.timeout,
+        hogs=args.hogs,
+        hog_rate=args.hog_rate,
+        sample_every=args.sample_every or LoadConfig.sample_every,
+        locale=args.locale,
+        message_cache=not args.no_message_cache,
+        replica_cookie=args.replica_cookie,
+        warmup=not args.no_warmup,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

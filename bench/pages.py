@@ -33,17 +33,16 @@ from streamlit import config as st_config
 from streamlit import logger as st_logger
 from streamlit.testing.v1 import AppTest
 
-from core import accumulation, accumulation_memory, autograd, autograd_mechanics, devices, init, runner, speed
-from core import tensors as T
+from core import runner
+from core.lessons import LESSONS
 from core.params import Params
-from ui.catalog import LESSONS
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
-IMPORT_LINE = "import core.tensors, core.charts, ui.widgets"
+IMPORT_LINE = "import core.lessons.tensors, core.charts, ui.run"
 # view name -> (page script to switch to, or None for the default page; tab to open, or "")
 PAGES: dict[str, tuple[str | None, str]] = {"home": (None, "")} | {
-    f"{lesson.slug}/{tab}": (lesson.script, tab) for lesson in LESSONS for tab in lesson.tabs if tab != "pitfalls"
+    f"{lesson.slug}/{tab}": (lesson.page, tab) for lesson in LESSONS for tab in lesson.tabs if tab != "pitfalls"
 }
 GOALS_MS = {"uncached": 300.0, "cached": 100.0}  # p95 goals per page, from the issue (2-core CPU machine)
 SERVER_TIMEOUT_S = 90.0
@@ -154,8 +153,9 @@ def import_times(runs: int) -> list[float]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", IMPORT_LINE], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", IMPORT_LINE], cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         times.append(time.perf_counter() - start)
     return times
 
@@ -203,8 +203,19 @@ def server_start_once() -> tuple[float, float]:
     """Launch `streamlit run app.py` once; return seconds until /_stcore/health says ok and until GET / is 200."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
-               "--server.address", "127.0.0.1", "--server.headless", "true"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+    ]
     with tempfile.TemporaryFile() as log:
         start = time.perf_counter()
         proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -244,8 +255,9 @@ def measure_startup(import_runs: int, server_runs: int) -> Startup:
     def median_ms(xs: list[float]) -> float | None:
         return round(statistics.median(xs) * 1000, 1) if xs else None
 
-    return Startup(median_ms(imports), round(min(imports) * 1000, 1), median_ms(health), median_ms(page),
-                   import_runs, len(health), error)  # fmt: skip
+    return Startup(
+        median_ms(imports), round(min(imports) * 1000, 1), median_ms(health), median_ms(page), import_runs, len(health), error
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,10 +306,7 @@ def page_reruns(target: str | None, tab: str, runs: int) -> PageResult:
 
 def experiments() -> list[tuple[str, Callable[[Any, runner.RunContext], Any], type[Params]]]:
     """Return (lesson/name, run_fn, Params class) for every experiment of every lesson."""
-    registries = {"tensors": T.EXPERIMENTS, "autograd": autograd.EXPERIMENTS | autograd_mechanics.EXPERIMENTS,
-                  "init": init.EXPERIMENTS, "accumulation": accumulation.EXPERIMENTS | accumulation_memory.EXPERIMENTS,
-                  "speed": speed.EXPERIMENTS, "devices": devices.EXPERIMENTS}  # fmt: skip
-    return [(f"{lesson}/{name}", exp.run, exp.params) for lesson, found in registries.items() for name, exp in found.items()]
+    return [(f"{lesson.slug}/{e.name}", e.run, e.params) for lesson in LESSONS for e in lesson.experiments]
 
 
 def time_execute(fn: Callable[[Any, runner.RunContext], Any], params: Params, runs: int) -> list[float]:
@@ -313,8 +322,9 @@ def time_execute(fn: Callable[[Any, runner.RunContext], Any], params: Params, ru
 
 def engine_times(runs: int, only: Sequence[str] = ()) -> dict[str, Stats]:
     """Time core.runner.execute(run_fn, Params()) at default params for every experiment (of the lessons in `only`)."""
-    return {name: summarize(time_execute(fn, params_cls(), runs)) for name, fn, params_cls in experiments()
-            if wanted(name, only)}  # fmt: skip
+    return {
+        name: summarize(time_execute(fn, params_cls(), runs)) for name, fn, params_cls in experiments() if wanted(name, only)
+    }
 
 
 def wanted(name: str, only: Sequence[str]) -> bool:
@@ -341,11 +351,10 @@ def print_machine(facts: dict[str, str]) -> None:
 def print_startup(s: Startup) -> None:
     """Print the start-up figures."""
     rows = [
-        [f"import core.tensors, core.charts, ui.widgets (fresh python, median of {s.import_runs})",
-         fmt_ms(s.import_ms), f"min {fmt_ms(s.import_min_ms)}"],
+        [f"{IMPORT_LINE} (fresh python, median of {s.import_runs})", fmt_ms(s.import_ms), f"min {fmt_ms(s.import_min_ms)}"],
         [f"streamlit run -> /_stcore/health ok (median of {s.server_runs})", fmt_ms(s.health_ms), ""],
         [f"streamlit run -> GET / 200 (median of {s.server_runs})", fmt_ms(s.page_ms), ""],
-    ]  # fmt: skip
+    ]
     print_table("Start-up", ["what", "ms", ""], rows)
     if s.server_error:
         print(f"  server start-up problem: {s.server_error}")
@@ -358,8 +367,9 @@ def print_pages(pages: dict[str, PageResult], runs: int) -> None:
         for kind, stats in (("uncached", r.uncached), ("cached", r.cached)):
             goal = GOALS_MS[kind]
             rows.append([name, kind, fmt_ms(stats.p50), fmt_ms(stats.p95), f"<= {goal:.0f}", verdict(stats.p95, goal)])
-    print_table(f"Page rerun latency, AppTest, {runs} reruns each (ms)",
-                ["page", "rerun", "p50", "p95", "goal p95", "verdict"], rows)  # fmt: skip
+    print_table(
+        f"Page rerun latency, AppTest, {runs} reruns each (ms)", ["page", "rerun", "p50", "p95", "goal p95", "verdict"], rows
+    )
     for name, r in pages.items():
         ratio = r.uncached.p50 / r.cached.p50 if r.cached.p50 else float("nan")
         note = "" if r.exceptions == 0 else f"  ({r.exceptions} exceptions shown: figures are suspect)"
@@ -371,15 +381,21 @@ def print_engine(engine: dict[str, Stats], runs: int) -> None:
     """Print the engine time of each experiment at default params, with its share of the total."""
     total = sum(s.p50 for s in engine.values()) or 1.0
     slowest = max(engine, key=lambda k: engine[k].p50)
-    rows = [[name, fmt_ms(s.p50), fmt_ms(s.p95), f"{100 * s.p50 / total:.0f}%", "<- slowest" if name == slowest else ""]
-            for name, s in engine.items()]  # fmt: skip
+    rows = [
+        [name, fmt_ms(s.p50), fmt_ms(s.p95), f"{100 * s.p50 / total:.0f}%", "<- slowest" if name == slowest else ""]
+        for name, s in engine.items()
+    ]
     rows.append(["sum", fmt_ms(total), "", "100%", ""])
-    print_table(f"Engine time, core.runner.execute at default Params, {runs} runs each (ms)",
-                ["experiment", "p50", "p95", "share", ""], rows)  # fmt: skip
+    print_table(
+        f"Engine time, core.runner.execute at default Params, {runs} runs each (ms)",
+        ["experiment", "p50", "p95", "share", ""],
+        rows,
+    )
 
 
-def report_json(facts: dict[str, str], startup: Startup, pages: dict[str, PageResult],
-                engine: dict[str, Stats], runs: int) -> str:  # fmt: skip
+def report_json(
+    facts: dict[str, str], startup: Startup, pages: dict[str, PageResult], engine: dict[str, Stats], runs: int
+) -> str:
     """Return every figure as one JSON line."""
     page_data = {}
     for name, r in pages.items():
@@ -390,8 +406,15 @@ def report_json(facts: dict[str, str], startup: Startup, pages: dict[str, PageRe
             "meets_goal": {k: getattr(r, k).p95 <= GOALS_MS[k] for k in GOALS_MS},
             "exceptions": r.exceptions,
         }
-    data = {"bench": "pages", "runs": runs, "machine": facts, "startup_ms": asdict(startup),
-            "goals_p95_ms": GOALS_MS, "pages": page_data, "engine_ms": {k: asdict(v) for k, v in engine.items()}}  # fmt: skip
+    data = {
+        "bench": "pages",
+        "runs": runs,
+        "machine": facts,
+        "startup_ms": asdict(startup),
+        "goals_p95_ms": GOALS_MS,
+        "pages": page_data,
+        "engine_ms": {k: asdict(v) for k, v in engine.items()},
+    }
     return json.dumps(data, sort_keys=False)
 
 

@@ -157,8 +157,7 @@ async def http_get(url: str, jar: CookieJar, timeout: float = 30.0) -> HttpRespo
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}", f"User-Agent: {USER_AGENT}", "Accept: */*",
-             "Connection: close"]  # fmt: skip
+    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}", f"User-Agent: {USER_AGENT}", "Accept: */*", "Connection: close"]
     if cookies := jar.header():
         lines.append(f"Cookie: {cookies}")
     try:
@@ -272,8 +271,17 @@ def numeric_widget(element: Element, fragment_id: str) -> NumericWidget | None:
         if n.disabled or n.form_id or n.ignore_rerun or not (n.has_min and n.has_max) or n.max < n.min:
             return None
         value = (n.value,) if n.set_value else (n.default,)
-        return NumericWidget(n.id, "number_input", n.label, n.min, n.max, n.step or 1.0, n.data_type == NumberInput.INT,
-                             fragment_id=fragment_id, value=value)  # fmt: skip
+        return NumericWidget(
+            n.id,
+            "number_input",
+            n.label,
+            n.min,
+            n.max,
+            n.step or 1.0,
+            n.data_type == NumberInput.INT,
+            fragment_id=fragment_id,
+            value=value,
+        )
     return None
 
 
@@ -285,12 +293,33 @@ def _slider_widget(s: Slider, fragment_id: str) -> NumericWidget | None:
     if s.type == Slider.SELECT_SLIDER:
         if not s.options:
             return None
-        return NumericWidget(s.id, "select_slider", s.label, 0, len(s.options) - 1, 1, True, width, tuple(s.options),
-                             fragment_id, tuple(s.value or s.default))  # fmt: skip
+        return NumericWidget(
+            s.id,
+            "select_slider",
+            s.label,
+            0,
+            len(s.options) - 1,
+            1,
+            True,
+            width,
+            tuple(s.options),
+            fragment_id,
+            tuple(s.value or s.default),
+        )
     if s.data_type not in {Slider.INT, Slider.FLOAT} or s.max < s.min:
         return None
-    return NumericWidget(s.id, "slider", s.label, s.min, s.max, s.step, s.data_type == Slider.INT, width,
-                         fragment_id=fragment_id, value=tuple(s.value or s.default))  # fmt: skip
+    return NumericWidget(
+        s.id,
+        "slider",
+        s.label,
+        s.min,
+        s.max,
+        s.step,
+        s.data_type == Slider.INT,
+        width,
+        fragment_id=fragment_id,
+        value=tuple(s.value or s.default),
+    )
 
 
 @dataclass(frozen=True)
@@ -367,8 +396,16 @@ class _CacheEntry:
 class StreamlitClient:
     """One browser tab on a Streamlit app: open a link, rerun, move numeric controls, time each run."""
 
-    def __init__(self, base_url: str, link: str, *, jar: CookieJar | None = None, locale: str = "en-US",
-                 message_cache: bool = True, timeout: float = 60.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        base_url: str,
+        link: str,
+        *,
+        jar: CookieJar | None = None,
+        locale: str = "en-US",
+        message_cache: bool = True,
+        timeout: float = 60.0,
+    ) -> None:
         parts = urlsplit(link)
         self.base_url = base_url.rstrip("/")
         self.link = link
@@ -599,8 +636,7 @@ class StreamlitClient:
 
     async def _timed_run(self, widget_states: Sequence[WidgetState], fragment_id: str = "") -> RunResult:
         """Send a rerun and wait for it; return the run, timed from the send to its script_finished."""
-        return await self._timed(self.send_rerun(widget_states, fragment_id),
-                                 f"no script_finished within {self.timeout:.0f} s")  # fmt: skip
+        return await self._timed(self.send_rerun(widget_states, fragment_id), f"no script_finished within {self.timeout:.0f} s")
 
     async def _timed(self, request: Coroutine[Any, Any, None], timeout_message: str) -> RunResult:
         """Await `request`, then the run it asked for; return the run, timed from the start (RunTimeout past self.timeout)."""
@@ -616,8 +652,11 @@ class StreamlitClient:
 
     async def _http_pings(self) -> None:
         """Fetch the page, /_stcore/health and /_stcore/host-config as the browser does before connecting."""
-        page = await http_get(f"{self.base_url}{urlsplit(self.link).path or '/'}" + (
-            f"?{self.query_string}" if self.query_string else ""), self.jar, self.timeout)  # fmt: skip
+        page = await http_get(
+            f"{self.base_url}{urlsplit(self.link).path or '/'}" + (f"?{self.query_string}" if self.query_string else ""),
+            self.jar,
+            self.timeout,
+        )
         health = await http_get(self.base_url + HEALTH_PATH, self.jar, self.timeout)
         await http_get(self.base_url + HOST_CONFIG_PATH, self.jar, self.timeout)
         if page.status >= 400 or health.status != 200:

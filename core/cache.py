@@ -50,8 +50,14 @@ class _Entry:
 class ResultCache:
     """An LRU map from a run's key to its result, bounded by total bytes, entry count and time to live."""
 
-    def __init__(self, max_bytes: int, max_entries: int = 512, ttl: float = 3600.0, max_share: float = 0.25,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        max_bytes: int,
+        max_entries: int = 512,
+        ttl: float = 3600.0,
+        max_share: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_bytes, self.max_entries, self.ttl = max_bytes, max_entries, ttl
         self.max_entry_bytes = int(max_bytes * max_share)
         self._clock = clock
@@ -89,8 +95,9 @@ class ResultCache:
     def stats(self) -> CacheStats:
         """Return the current size and the counters."""
         with self._lock:
-            return CacheStats(len(self._entries), self._bytes, self.max_bytes, self._hits, self._misses,
-                              self._evictions, self._too_large)  # fmt: skip
+            return CacheStats(
+                len(self._entries), self._bytes, self.max_bytes, self._hits, self._misses, self._evictions, self._too_large
+            )
 
     def _get(self, key: str) -> tuple[bool, Any]:
         with self._lock:

@@ -117,8 +117,9 @@ class DeviceGate:
         self._last_stale_check = 0.0
 
     @contextmanager
-    def hold(self, exclusive: bool = False, on_wait: Callable[[int], None] | None = None,
-             owner: str | None = None) -> Iterator[None]:  # fmt: skip
+    def hold(
+        self, exclusive: bool = False, on_wait: Callable[[int], None] | None = None, owner: str | None = None
+    ) -> Iterator[None]:
         """Hold a place on the device for the duration of the with-block.
 
         `on_wait(position)` hears each new place in the queue while the run waits; it may raise (a

@@ -90,9 +90,7 @@ def choices(*values: str) -> dict[str, Any]:
     return {"choices": tuple(values)}
 
 
-def shape_spec(
-    max_dims: int, lo: int, hi: int, min_dims: int = 1, allow_infer: bool = False, sep: str = "x"
-) -> dict[str, Any]:
+def shape_spec(max_dims: int, lo: int, hi: int, min_dims: int = 1, allow_infer: bool = False, sep: str = "x") -> dict[str, Any]:
     """Field metadata for a tuple of ints (a shape "2x3", or with sep="," a list "1,2,4"); allow_infer admits one -1."""
     return {"max_dims": max_dims, "min_dims": min_dims, "lo": lo, "hi": hi, "allow_infer": allow_infer, "sep": sep}
 

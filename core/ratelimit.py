@@ -43,8 +43,9 @@ class NewestWins:
     call_later).
     """
 
-    def __init__(self, bucket: TokenBucket, later: Callable[[float, Callable[[], None]], object],
-                 flood_per_second: float = 100.0) -> None:  # fmt: skip
+    def __init__(
+        self, bucket: TokenBucket, later: Callable[[float, Callable[[], None]], object], flood_per_second: float = 100.0
+    ) -> None:
         self.bucket, self._later = bucket, later
         self._waiting: Callable[[], None] | None = None
         self.deferred = 0  # actions that had to wait (then ran, or were superseded)

@@ -136,9 +136,16 @@ def spawn(command: Sequence[str], log_path: Path, env: Mapping[str, str], *, die
     with log_path.open("ab") as log:
         log.write(f"\n===== {time.strftime('%H:%M:%S')} {' '.join(command)}\n".encode())
         log.flush()
-        return subprocess.Popen(list(command), cwd=ROOT, env=dict(env), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_die_with_parent if die_with_parent else None)  # fmt: skip
+        return subprocess.Popen(
+            list(command),
+            cwd=ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,
+        )
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
@@ -191,8 +198,19 @@ def replica_env(shared: Mapping[str, str], i: int) -> dict[str, str]:
 
 def streamlit_command(port: int) -> list[str]:
     """Return the command that serves app.py on a loopback port (config: .streamlit/config.toml)."""
-    return [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-            "--server.address", LOOPBACK, "--server.headless", "true"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        LOOPBACK,
+        "--server.headless",
+        "true",
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -353,8 +371,7 @@ def _start_replicas(n: int, folder: Path, env: Mapping[str, str], die_with_paren
     try:
         for i, port in enumerate(free_ports(n)):
             log_path = folder / f"replica-{replica_name(i)}.log"
-            process = spawn(streamlit_command(port), log_path, replica_env(env, i),
-                            die_with_parent=die_with_parent)  # fmt: skip
+            process = spawn(streamlit_command(port), log_path, replica_env(env, i), die_with_parent=die_with_parent)
             replicas.append(Replica(replica_name(i), port, process, log_path))
         for i in range(n):
             replicas[i] = _healthy_replica(replicas[i], replica_env(env, i), die_with_parent)
@@ -375,8 +392,12 @@ def _healthy_replica(replica: Replica, env: Mapping[str, str], die_with_parent: 
         if process.returncode is None or process.returncode < 0:
             break  # it was alive but never healthy: another port will not help
         port = free_ports(1)[0]
-        replica = Replica(replica.name, port, spawn(streamlit_command(port), replica.log_path, env,
-                                                    die_with_parent=die_with_parent), replica.log_path)  # fmt: skip
+        replica = Replica(
+            replica.name,
+            port,
+            spawn(streamlit_command(port), replica.log_path, env, die_with_parent=die_with_parent),
+            replica.log_path,
+        )
     raise ReplicasError(f"replica {replica.name} did not become healthy. Log {replica.log_path}:\n{log_tail(replica.log_path)}")
 
 
@@ -429,8 +450,9 @@ def _start_nginx(ports: Sequence[int], site: Site, url: str, die_with_parent: bo
     process = spawn(_nginx_command(binary, folder), folder / "nginx-stdout.log", os.environ, die_with_parent=die_with_parent)
     if not wait_healthy(url, process, 30.0):
         stop_process(process)
-        raise ReplicasError(f"nginx did not start on {site.listen}. Log {folder / 'nginx-error.log'}:\n"
-                            f"{log_tail(folder / 'nginx-error.log')}")  # fmt: skip
+        raise ReplicasError(
+            f"nginx did not start on {site.listen}. Log {folder / 'nginx-error.log'}:\n{log_tail(folder / 'nginx-error.log')}"
+        )
     return process
 
 
@@ -442,8 +464,16 @@ def _raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def start(n: int, port: int = 0, env: Mapping[str, str] | None = None, *, host: str = LOOPBACK,
-          run_dir: Path | None = None, served_by_header: bool = False, die_with_parent: bool = False) -> Cluster:  # fmt: skip
+def start(
+    n: int,
+    port: int = 0,
+    env: Mapping[str, str] | None = None,
+    *,
+    host: str = LOOPBACK,
+    run_dir: Path | None = None,
+    served_by_header: bool = False,
+    die_with_parent: bool = False,
+) -> Cluster:
     """Start n replicas and nginx in front of them on host:port; return the cluster once all are healthy.
 
     env: extra environment for the replicas, on top of ours (TORCHLAB_COOKIE_SECRET and
@@ -497,13 +527,19 @@ def supervise(cluster: Cluster, restart: bool, poll_s: float = 1.0) -> int:
             code = replica.process.poll()
             if code is None or not restart or time.monotonic() - last_restart[i] < RESTART_EVERY_S:
                 continue
-            print(f"replica {replica.name} exited with code {code}; its students fail over. Restarting it "
-                  f"(log {replica.log_path}).", file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"replica {replica.name} exited with code {code}; its students fail over. Restarting it "
+                f"(log {replica.log_path}).",
+                file=sys.stderr,
+                flush=True,
+            )
             last_restart[i] = time.monotonic()
             cluster.restart(i, wait=False)
         time.sleep(poll_s)
-    print(f"nginx exited with code {cluster.nginx.returncode}. Log {cluster.nginx_log}:\n{log_tail(cluster.nginx_log)}",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"nginx exited with code {cluster.nginx.returncode}. Log {cluster.nginx_log}:\n{log_tail(cluster.nginx_log)}",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -536,8 +572,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, _raise_on_signal)
     cluster: Cluster | None = None
     try:
-        cluster = start(args.replicas, args.port, host=args.host, run_dir=args.run_dir,
-                        served_by_header=args.served_by_header, die_with_parent=True)  # fmt: skip
+        cluster = start(
+            args.replicas,
+            args.port,
+            host=args.host,
+            run_dir=args.run_dir,
+            served_by_header=args.served_by_header,
+            die_with_parent=True,
+        )
         _print_banner(cluster, args.host)
         return supervise(cluster, restart=not args.no_restart)
     except KeyboardInterrupt:

@@ -9,19 +9,26 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from hypothesis import event
 from hypothesis import strategies as st
 
 from core.params import FieldSpec, InvalidParams, Params
-from core.runner import ExperimentError, execute
+from core.runner import Config, ExperimentError, execute
 
 CPU = torch.device("cpu")
 JUNK = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
-    st.tuples(st.integers()), st.tuples(st.integers(-3, 300)), st.tuples(st.text(max_size=4), st.text(max_size=4)),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=8),
+    st.tuples(st.integers()),
+    st.tuples(st.integers(-3, 300)),
+    st.tuples(st.text(max_size=4), st.text(max_size=4)),
     st.lists(st.integers(0, 3), max_size=3),
-)  # fmt: skip
+)
 Overrides = Mapping[str, st.SearchStrategy[Any]]
 
 
@@ -87,25 +94,29 @@ def any_params(
 
 
 def check_runs_or_refused(
-    run_fn: Callable[[Any, Any], Any], p: Params, result_type: type, budget_info_key: str | None = None
+    run_fn: Callable[[Any, Any], Any],
+    p: Params,
+    result_type: type,
+    budget_info_key: str | None = None,
+    config: Config | None = None,
 ) -> None:
-    """Run p on the CPU: invalid params are refused, valid ones run or hit the budget, and nothing else happens."""
+    """Run p on the CPU: invalid params are refused, valid ones run or hit a budget, and nothing else happens."""
     try:
         p.validate()
         valid = True
     except InvalidParams:
         valid = False
     try:
-        result = execute(run_fn, p, device=CPU)
+        result = execute(run_fn, p, device=CPU, config=config)
     except InvalidParams:
         assert not valid
         event("refused: invalid")
         return
     except ExperimentError as e:
-        assert valid and e.key == "budget", e
-        if budget_info_key is not None:
+        assert valid and e.key in ("budget", "work_budget"), e
+        if budget_info_key is not None and e.key == "budget":
             assert budget_info_key in e.info, e
-        event("refused: budget")
+        event(f"refused: {e.key}")
         return
     assert valid
     event("ran")
@@ -118,18 +129,25 @@ def run_cpu(run_fn: Callable[[Any, Any], Any], params: Params) -> Any:
 
 
 def assert_same(a: Any, b: Any, path: str = "result") -> None:
-    """Assert two results are equal in every field (arrays exactly, nan equal to nan)."""
+    """Assert two results are equal in every field (arrays exactly and of the same dtype, NaN equal to NaN)."""
     if dataclasses.is_dataclass(a) and not isinstance(a, type):
         assert type(a) is type(b), path
         for f in dataclasses.fields(a):
             assert_same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
     elif isinstance(a, np.ndarray):
         assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, path
-        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), path
-    elif isinstance(a, tuple):
-        assert isinstance(b, tuple) and len(a) == len(b), path
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"), path
+    elif isinstance(a, tuple | list):
+        assert type(a) is type(b) and len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), path
+        for key in a:
+            assert_same(a[key], b[key], f"{path}[{key!r}]")
+    elif isinstance(a, pd.DataFrame):
+        assert isinstance(b, pd.DataFrame), path
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
     elif isinstance(a, float) and math.isnan(a):
         assert isinstance(b, float) and math.isnan(b), path
     else:
@@ -148,6 +166,7 @@ def assert_same_from_threads(cases: Sequence[tuple[Callable[[Any, Any], Any], Pa
 def query_id(p: Params) -> str:
     """Return a test id naming the Params class and the fields that differ from its defaults."""
     defaults = type(p)()
-    changed = [f"{f.name}={getattr(p, f.name)}" for f in dataclasses.fields(p)
-               if getattr(p, f.name) != getattr(defaults, f.name)]  # fmt: skip
+    changed = [
+        f"{f.name}={getattr(p, f.name)}" for f in dataclasses.fields(p) if getattr(p, f.name) != getattr(defaults, f.name)
+    ]
     return f"{type(p).__name__}(" + ",".join(changed) + ")"

@@ -82,8 +82,9 @@ def run_scripts(
     batches = [batch for k in range(workers) if (batch := [str(p) for p in list(paths.values())[k::workers]])]
 
     def run_batch(batch: list[str]) -> None:
-        subprocess.run([sys.executable, "-c", DRIVER, *options, *batch], cwd=folder, env=script_env(),
-                       timeout=timeout, check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", DRIVER, *options, *batch], cwd=folder, env=script_env(), timeout=timeout, check=True
+        )
 
     with ThreadPoolExecutor(max_workers=max(1, len(batches))) as pool:
         list(pool.map(run_batch, batches))

@@ -1,24 +1,50 @@
-"""Both languages are complete: same keys, same placeholders, every key the code asks for exists."""
+"""Both languages are complete: same keys, same placeholders, and every key the app can ask for exists.
 
-import re
+The keys come from the declarations (LESSONS: tabs, experiments, their fields and roles, predictions)
+and from the code's syntax tree (literal `t("...")` calls, the message keys of InvalidParams and
+ExperimentError), never from regular expressions over the source.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from core import accumulation, accumulation_memory, autograd, autograd_mechanics, devices, init, speed
-from core.params import InvalidParams
-from core.tensors import CREATE_FNS, EXPERIMENTS, INDEX_OPS, SHAPE_OPS
-from ui.catalog import LESSONS
-from ui.i18n import LANGS, _prose, strings
+from core.experiment import Experiment
+from core.lessons import LESSONS
+from ui.i18n import LANGS, _prose, read_strings, string_files, strings
 from ui.i18n import LESSONS as LESSON_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE = [*ROOT.glob("app.py"), *ROOT.glob("views/*.py"), *ROOT.glob("ui/*.py")]
-PLACEHOLDER = re.compile(r"\{(\w+)[^}]*\}")
+UI_CODE = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
+CORE_CODE = sorted((ROOT / "core").rglob("*.py"))
+EXPERIMENTS = [experiment for lesson in LESSONS for experiment in lesson.experiments]
 
 
 def placeholders(text: str) -> set[str]:
-    return set(PLACEHOLDER.findall(text))
+    """Return the names of the {placeholders} of a string (format fields, with or without a spec)."""
+    import string
+
+    return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def calls(paths: list[Path], names: set[str]) -> Iterator[ast.Call]:
+    """Yield every call of a function or class named in `names` in these files."""
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+                if name in names:
+                    yield node
+
+
+def literal(node: ast.expr | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 def test_languages_have_the_same_keys_and_placeholders() -> None:
@@ -28,62 +54,53 @@ def test_languages_have_the_same_keys_and_placeholders() -> None:
     assert all(zh[k].strip() for k in zh)
 
 
+@pytest.mark.parametrize("lang", LANGS)
+def test_one_table_per_lesson_plus_a_common_one_and_no_key_twice(lang: str) -> None:
+    files = string_files(lang)
+    assert [f.stem for f in files] == ["common", *sorted(lesson.slug for lesson in LESSONS)]
+    keys = [key for path in files for key, _ in read_strings(path)]
+    assert sorted({k for k in keys if keys.count(k) > 1}) == []
+    for lesson in LESSONS:  # a lesson's strings live in its own table
+        own = {key.split(".")[0] for key, _ in read_strings(LESSON_DIR / lang / f"{lesson.slug}.toml")}
+        assert {e.name for e in lesson.experiments} <= own | {lesson.slug}, lesson.slug
+
+
 def test_every_literal_key_in_the_code_exists() -> None:
-    used = {m for path in CODE for m in re.findall(r"\bt\(\"([\w.]+)\"", path.read_text(encoding="utf-8"))}
-    assert used, "the scan found no keys"
-    assert sorted(k for k in used if k not in strings("en")) == []
+    used = {key for call in calls(UI_CODE, {"t", "figure", "table"}) if call.args and (key := literal(call.args[0]))}
+    used |= {key for call in calls(UI_CODE, {"figure"}) if len(call.args) > 1 and (key := literal(call.args[1]))}
+    assert "run.running" in used, "the scan found the runner's keys"
+    assert sorted(k for k in used if "." in k and k not in strings("en")) == []
 
 
-# Every lesson's experiments; a registry key is also the prefix of its strings and URL settings.
-REGISTRIES = [EXPERIMENTS, autograd.EXPERIMENTS, autograd_mechanics.EXPERIMENTS, init.EXPERIMENTS, accumulation.EXPERIMENTS,
-              accumulation_memory.EXPERIMENTS, speed.EXPERIMENTS, devices.EXPERIMENTS]  # fmt: skip
-
-
-def test_experiment_names_are_unique_across_lessons() -> None:
-    names = [name for registry in REGISTRIES for name in registry]
-    assert sorted({n for n in names if names.count(n) > 1}) == []
-
-
-def test_every_field_label_and_role_has_a_string() -> None:
-    en = strings("en")
-    missing = []
-    every = {name: exp for registry in REGISTRIES for name, exp in registry.items()}
-    for prefix, exp in every.items():
-        variants = [exp.params()]
-        for name, options in (("fn", CREATE_FNS), ("op", SHAPE_OPS if prefix == "shape" else INDEX_OPS),
-                              ("scheme", init.DIST_SCHEMES if prefix == "dist" else ()),
-                              ("layer", init.LAYERS), ("optimizer", init.OPTIMIZERS)):
-            if any(s.name == name for s in exp.params.specs()):
-                variants += [exp.params(**{name: o}) for o in options]
-        for p in variants:
-            roles = p.roles() if hasattr(p, "roles") else {s.name: s.name for s in p.specs()}
-            missing += [f"{prefix}.{role}" for role in roles.values() if f"{prefix}.{role}" not in en]
-    assert sorted(set(missing)) == []
-
-
-def test_every_error_key_raised_in_core_has_a_message() -> None:
-    source = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "core").glob("*.py"))
-    keys = set(re.findall(r'InvalidParams\(\s*[\w"]+,\s*"(\w+)"', source))
-    keys |= set(re.findall(r'ExperimentError\("(\w+)"', source))
-    assert {"out_of_range", "budget", "oom", "runtime", "timeout"} <= keys
+def test_every_message_key_raised_in_core_has_a_message() -> None:
+    keys = {key for call in calls(CORE_CODE, {"InvalidParams"}) if len(call.args) > 1 and (key := literal(call.args[1]))}
+    keys |= {key for call in calls(CORE_CODE, {"ExperimentError"}) if call.args and (key := literal(call.args[0]))}
+    assert {"out_of_range", "budget", "work_budget", "oom", "runtime", "timeout", "unreadable"} <= keys
     assert sorted(k for k in keys if f"errors.{k}" not in strings("en")) == []
-    assert issubclass(InvalidParams, ValueError)
 
 
-def test_dynamic_families_are_complete() -> None:
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.slug)
+def test_every_tab_field_role_choice_and_prediction_has_a_string(lesson: Any) -> None:
     en = strings("en")
-    wanted = [f"nav.{lesson.slug}" for lesson in LESSONS] + [f"nav.{lesson.slug}_desc" for lesson in LESSONS]
-    wanted += [f"index.caption_{op}" for op in INDEX_OPS]
-    savers = (ROOT / "core" / "accumulation_memory.py").read_text(encoding="utf-8")
-    reasons = set(re.findall(r'(?:return|else) "(\w+)"', savers))  # unavailable_reason's message keys
-    assert "fp16_conv_slow" in reasons
-    wanted += [f"savers.unavailable.{reason}" for reason in reasons]
-    # The parts a result marks as needing a GPU: `() if cuda else ("events",)` and the like, and FactsResult's list.
-    marked = re.findall(r'else \(((?:"\w+",? ?)+)\)', (ROOT / "core" / "speed.py").read_text(encoding="utf-8"))
-    parts = {name for group in marked for name in re.findall(r"\w+", group)} | set(devices.FactsResult.gpu_only)
-    assert {"events", "host_device", "crossover", "to_cuda"} <= parts
-    wanted += [f"gpu.parts.{part}" for part in parts]
-    assert [k for k in wanted if k not in en] == []
+    wanted = [f"nav.{lesson.slug}", f"nav.{lesson.slug}_desc", *(f"{lesson.slug}.tabs.{tab}" for tab in lesson.tabs)]
+    for experiment in lesson.experiments:
+        wanted += [f"{experiment.name}.{role}" for p in variants(experiment) for role in p.roles().values()]
+    for prediction in lesson.predictions:
+        wanted.append(prediction.question or f"{prediction.experiment.name}.predict_q")
+        if prediction.why:
+            wanted.append(prediction.why)
+    assert sorted({k for k in wanted if k not in en}) == []
+
+
+def variants(experiment: Experiment[Any, Any]) -> list[Any]:
+    """Return the defaults and one Params per option of each choice field (roles may depend on a choice)."""
+    out = [experiment.params()]
+    for spec in experiment.params.specs():
+        if spec.kind == "str" and "choices" in spec.meta:
+            for option in spec.meta["choices"]:
+                candidate, _ = experiment.params.from_query({f"x.{spec.name}": option}, "x")
+                out.append(candidate)
+    return out
 
 
 @pytest.mark.parametrize("slug", ["home", *[lesson.slug for lesson in LESSONS]])

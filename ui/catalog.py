@@ -22,13 +22,15 @@ class Lesson:
 
 
 TENSORS = Lesson(
-    "tensors", "views/tensors.py",
+    "tensors",
+    "views/tensors.py",
     ("create", "shape", "layout", "broadcast", "index", "inplace", "numpy", "dtype", "pitfalls"),
-)  # fmt: skip
+)
 AUTOGRAD = Lesson(
-    "autograd", "views/autograd.py",
+    "autograd",
+    "views/autograd.py",
     ("graph", "backward", "accumulate", "retain", "detach", "nograd", "hooks", "custom", "pitfalls"),
-)  # fmt: skip
+)
 INIT = Lesson("init", "views/init.py", ("dist", "fans", "signal", "train", "pitfalls"))
 ACCUMULATION = Lesson("accumulation", "views/accumulation.py", ("equiv", "norm", "curves", "memory", "savers", "pitfalls"))
 SPEED = Lesson("speed", "views/speed.py", ("timing", "scaling", "cudnn", "footprint", "transfer", "pitfalls"))

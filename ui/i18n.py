@@ -89,8 +89,9 @@ def choose_language() -> str:
         wanted = st.query_params.get("lang")
         st.session_state["lang"] = wanted if wanted in LANGS else from_locale(st.context.locale)
     st.session_state["lang_switch"] = st.session_state["lang"]
-    st.sidebar.selectbox("Language · 语言", options=list(LANGS), format_func=LANGS.__getitem__, key="lang_switch",
-                         on_change=_switched)  # fmt: skip
+    st.sidebar.selectbox(
+        "Language · 语言", options=list(LANGS), format_func=LANGS.__getitem__, key="lang_switch", on_change=_switched
+    )
     if st.query_params.get("lang") != lang():
         st.query_params["lang"] = lang()
     return lang()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -31,7 +32,7 @@ def _charts_text(language: str, prefix: str) -> Callable[[str], str]:
     return tr
 
 
-def figure(fig: go.Figure, caption_key: str, key: str, **values: object) -> None:
+def figure(fig: go.Figure, caption_key: str, key: str, **values: Any) -> None:
     """Show a plotly figure with a caption saying what to notice (also its accessible description)."""
     st.plotly_chart(fig, key=key, config={"displaylogo": False})
     st.caption(t(caption_key, **values))
@@ -53,8 +54,9 @@ def script_box(code: str, filename: str) -> None:
     """Show the runnable script for the current settings, with a .py download."""
     with st.expander(t("code.title"), icon=":material/code:"):
         st.code(code, language="python")
-        st.download_button(t("code.download"), code, file_name=filename, mime="text/x-python", key=f"dl.{filename}",
-                           icon=":material/download:")  # fmt: skip
+        st.download_button(
+            t("code.download"), code, file_name=filename, mime="text/x-python", key=f"dl.{filename}", icon=":material/download:"
+        )
 
 
 def ask(key: str, question: str, options: Sequence[str], answer: str | None, why: str = "") -> None:
@@ -83,7 +85,7 @@ def lesson_tabs(slug: str, names: Sequence[str]) -> tuple[str, DeltaGenerator]:
     open tab in the URL so that a link opens the same experiment.
     """
     labels = [t(f"{slug}.tabs.{name}") for name in names]
-    wanted = st.query_params.get("tab")
+    wanted = st.query_params.get("tab", "")
     default = labels[list(names).index(wanted)] if wanted in names else labels[0]
     tabs = st.tabs(labels, default=default, key=f"{slug}.tab", on_change="rerun")
     active = next((name for name, tab in zip(names, tabs, strict=True) if tab.open), names[0])

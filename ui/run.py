@@ -48,15 +48,15 @@ def _compute(run_fn: Callable[[P, RunContext], R], params: P, exclusive: bool) -
         bar.progress(fraction, text=t("run.progress", percent=round(100 * fraction)))
 
     try:
-        return runner.execute(run_fn, params, exclusive=exclusive, on_wait=on_wait, on_progress=on_progress,
-                              owner=session_id())  # fmt: skip
+        return runner.execute(run_fn, params, exclusive=exclusive, on_wait=on_wait, on_progress=on_progress, owner=session_id())
     finally:
         notice.empty()
         bar.empty()
 
 
-def run_cached(run_fn: Callable[[P, RunContext], R], params: P | None, *, exclusive: bool = False,
-               prefix: str = "") -> R | None:  # fmt: skip
+def run_cached(
+    run_fn: Callable[[P, RunContext], R], params: P | None, *, exclusive: bool = False, prefix: str = ""
+) -> R | None:
     """Run (or fetch from the class-wide cache) one experiment; show a translated error and return None on failure."""
     if params is None:
         return None
@@ -70,8 +70,9 @@ def run_cached(run_fn: Callable[[P, RunContext], R], params: P | None, *, exclus
     return None
 
 
-def run_parts(run_fn: Callable[[P, RunContext], R], parts: Sequence[P], progress_key: str, *, exclusive: bool = False,
-              prefix: str = "") -> list[R] | None:  # fmt: skip
+def run_parts(
+    run_fn: Callable[[P, RunContext], R], parts: Sequence[P], progress_key: str, *, exclusive: bool = False, prefix: str = ""
+) -> list[R] | None:
     """Run several cached experiments in turn under a progress bar; return all results, or None once one fails.
 
     Long work is split into parts (one initialization, one k, one size...) so that the bar moves
@@ -108,8 +109,9 @@ def result_of(experiment: Experiment[P, R], p: P) -> Any:
     if experiment.sweep is None:
         return run_cached(experiment.run, p, exclusive=experiment.exclusive, prefix=experiment.name)
     parts = [replace(p, **{experiment.sweep: (value,)}) for value in getattr(p, experiment.sweep)]
-    return run_parts(experiment.run, parts, f"{experiment.name}.progress", exclusive=experiment.exclusive,
-                     prefix=experiment.name)  # fmt: skip
+    return run_parts(
+        experiment.run, parts, f"{experiment.name}.progress", exclusive=experiment.exclusive, prefix=experiment.name
+    )
 
 
 def code_panel(experiment: Experiment[P, R], p: P | None) -> None:
@@ -126,5 +128,10 @@ def predict(prediction: Prediction[Any, Any]) -> None:
     question = prediction.question or f"{experiment.name}.predict_q"
     why = prediction.why or f"{experiment.name}.predict_why"
     labels = {option: t(f"{experiment.name}.{option}", default=option) for option in prediction.options}
-    ask(prediction.name, t(question), list(labels.values()), None if answer is None else labels[answer],
-        t(why) if has(why) else "")  # fmt: skip
+    ask(
+        prediction.name,
+        t(question),
+        list(labels.values()),
+        None if answer is None else labels[answer],
+        t(why) if has(why) else "",
+    )

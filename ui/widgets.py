@@ -75,8 +75,15 @@ def _number(spec: FieldSpec, key: str, label: str, help_text: str | None, hi: fl
     number = int if spec.kind == "int" else float
     if meta.get("seed") or meta.get("exact"):
         step = 1 if spec.kind == "int" else _float_step(float(lo), float(hi))
-        st.number_input(label, number(lo), number(hi), step=number(step), key=key, help=help_text,
-                        format=None if spec.kind == "int" else "%g")  # fmt: skip
+        st.number_input(
+            label,
+            number(lo),
+            number(hi),
+            step=number(step),
+            key=key,
+            help=help_text,
+            format=None if spec.kind == "int" else "%g",
+        )
     elif "ladder" in meta:
         stops = sorted({number(v) for v in meta["ladder"] if v <= hi} | {number(st.session_state[key])})
         st.select_slider(label, stops, key=key, help=help_text, format_func=lambda v: f"{v:g}")
@@ -108,8 +115,15 @@ def _draw(cls: type[Params], spec: FieldSpec, prefix: str, label_key: str, curre
     if spec.kind == "bool":
         st.toggle(label, key=key, help=help_text)
     elif spec.kind == "str" and "choices" in meta:
-        st.selectbox(label, meta["choices"], key=key, help=help_text, format_func=option_label, on_change=_relink,
-                     args=(cls, prefix, spec.name))  # fmt: skip
+        st.selectbox(
+            label,
+            meta["choices"],
+            key=key,
+            help=help_text,
+            format_func=option_label,
+            on_change=_relink,
+            args=(cls, prefix, spec.name),
+        )
     elif spec.kind == "strs":
         st.multiselect(label, meta["choices"], key=key, help=help_text, format_func=option_label)
     elif spec.kind in ("int", "float"):
@@ -145,9 +159,15 @@ def preset_picker(prefix: str, presets: dict[str, Params]) -> None:
             for spec in type(presets[chosen]).specs():
                 st.session_state[f"{prefix}.{spec.name}"] = _widget_value(spec, getattr(presets[chosen], spec.name))
 
-    st.selectbox(t(f"{prefix}.preset"), list(presets), index=None, key=f"{prefix}._preset", on_change=load,
-                 format_func=_labeller(f"{prefix}.preset_choices", presets),
-                 placeholder=t("widgets.preset_placeholder"))  # fmt: skip
+    st.selectbox(
+        t(f"{prefix}.preset"),
+        list(presets),
+        index=None,
+        key=f"{prefix}._preset",
+        on_change=load,
+        format_func=_labeller(f"{prefix}.preset_choices", presets),
+        placeholder=t("widgets.preset_placeholder"),
+    )
 
 
 def index_slider(key: str, label: str, count: int, default: int) -> int:
@@ -191,8 +211,13 @@ def param_widgets(cls: type[P], prefix: str, columns: int = 3) -> P | None:
     """
     _seed_from_url(cls, prefix)
     for r in st.session_state.pop(f"_rejected.{prefix}", []):
-        st.warning(t("url.rejected", field=field_label(prefix, r.field),
-                     reason=t(f"errors.{r.key}", field=field_label(prefix, r.field), **r.info)))  # fmt: skip
+        st.warning(
+            t(
+                "url.rejected",
+                field=field_label(prefix, r.field),
+                reason=t(f"errors.{r.key}", field=field_label(prefix, r.field), **r.info),
+            )
+        )
     try:
         values = {s.name: _read(s, prefix) for s in cls.specs()}
         current = cls(**values)

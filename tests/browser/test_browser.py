@@ -51,16 +51,22 @@ pytest.importorskip("playwright.sync_api", reason="BROWSER TESTS SKIPPED: the pl
 
 from playwright.sync_api import Browser, Dialog, Locator, Page, Playwright, expect, sync_playwright  # noqa: E402
 
-from ui.catalog import LESSONS  # noqa: E402
+from core.lessons import LESSONS  # noqa: E402
 from ui.i18n import strings  # noqa: E402
 
 pytestmark = pytest.mark.browser
 PLOTLY_SELECTOR = '[data-testid="stPlotlyChart"] .js-plotly-plot'
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]  # fmt: skip
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_S = 60.0  # every wait: server start, script runs, charts drawing
 TIMEOUT_MS = int(TIMEOUT_S * 1000)
@@ -70,8 +76,14 @@ PAGES = {"home": "/", **{lesson.slug: f"/{lesson.slug}" for lesson in LESSONS}}
 LANGS = ("en", "zh")
 GRAPHVIZ = '[data-testid="stGraphVizChart"] svg'
 # What each page must draw by default: a Plotly chart (tensors) or an autograd graph (autograd).
-PAGE_DRAWS = {"tensors": PLOTLY_SELECTOR, "autograd": GRAPHVIZ, "init": PLOTLY_SELECTOR, "accumulation": PLOTLY_SELECTOR,
-              "speed": PLOTLY_SELECTOR, "devices": PLOTLY_SELECTOR}  # fmt: skip
+PAGE_DRAWS = {
+    "tensors": PLOTLY_SELECTOR,
+    "autograd": GRAPHVIZ,
+    "init": PLOTLY_SELECTOR,
+    "accumulation": PLOTLY_SELECTOR,
+    "speed": PLOTLY_SELECTOR,
+    "devices": PLOTLY_SELECTOR,
+}
 HAN = re.compile(r"[\u4e00-\u9fff]")
 
 APP = '[data-testid="stApp"]'
@@ -193,8 +205,10 @@ class StreamlitServer:
         """Fail clearly (exit code and log tail) if the server is gone, instead of 'connection refused'."""
         code = self.process.poll()
         if code is not None:
-            pytest.fail(f"the streamlit server at {self.url} exited with code {code} (it crashed or something "
-                        f"outside the tests stopped it). Log {self.log_path}:\n{_log_tail(self.log_path)}")  # fmt: skip
+            pytest.fail(
+                f"the streamlit server at {self.url} exited with code {code} (it crashed or something "
+                f"outside the tests stopped it). Log {self.log_path}:\n{_log_tail(self.log_path)}"
+            )
 
 
 @contextmanager
@@ -209,15 +223,33 @@ def streamlit_server(log_path: Path, attempts: int = 3) -> Iterator[StreamlitSer
     for _ in range(attempts):
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                   "--server.address", "127.0.0.1", "--server.headless", "true",
-                   "--browser.gatherUsageStats", "false"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ]
         with log_path.open("ab") as log:
             log.write(f"\n===== {' '.join(command)}\n".encode())
             log.flush()
-            process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True,
-                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+            process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
         try:
             deadline = time.monotonic() + TIMEOUT_S
             while process.poll() is None and time.monotonic() < deadline and not _health_ok(base_url):
@@ -448,8 +480,9 @@ def events(page: Page) -> PageEvents:
 
 @pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("page_name", list(PAGES))
-def test_page_renders_in_language_and_is_screenshotted(page: Page, events: PageEvents, base_url: str, artifacts: Path,
-                                                       page_name: str, lang: str) -> None:  # fmt: skip
+def test_page_renders_in_language_and_is_screenshotted(
+    page: Page, events: PageEvents, base_url: str, artifacts: Path, page_name: str, lang: str
+) -> None:
     """Every page in both languages: no exception or error box, charts drawn, the right language;
     a full-page screenshot goes to test-artifacts/screenshots/<page>-<lang>.png."""
     open_app(page, base_url, f"{PAGES[page_name]}?lang={lang}")
@@ -490,8 +523,10 @@ def test_slider_keyboard_changes_chart_and_url(page: Page, base_url: str) -> Non
 
     value_after = float(slider.input_value())
     assert value_after > value_before, "ArrowRight did not move the slider"
-    wait_until(lambda: chart_data(first_chart(open_tab_panel(page))) != data_before,
-               "the chart's data did not change after the slider moved")  # fmt: skip
+    wait_until(
+        lambda: chart_data(first_chart(open_tab_panel(page))) != data_before,
+        "the chart's data did not change after the slider moved",
+    )
     wait_until(lambda: query(page) != query_before, "the URL did not change after the slider moved")
     changed = {k: v for k, v in query(page).items() if query_before.get(k) != v}
     assert len(changed) == 1, f"expected exactly one URL value to change, got {changed}"
@@ -517,8 +552,9 @@ def test_number_input_keyboard_changes_chart_and_url(page: Page, base_url: str) 
 
     expect(seed).to_have_value("2", timeout=TIMEOUT_MS)
     wait_until(lambda: query(page).get("create.seed") == "2", lambda: f"the URL did not follow the seed: {page.url}")
-    wait_until(lambda: chart_data(first_chart(open_tab_panel(page))) != data_before,
-               "the histogram did not change with the seed")  # fmt: skip
+    wait_until(
+        lambda: chart_data(first_chart(open_tab_panel(page))) != data_before, "the histogram did not change with the seed"
+    )
     assert_no_error_elements(page)
 
 
@@ -554,13 +590,18 @@ def test_language_switch_translates_and_survives_navigation(page: Page, base_url
 
 HOSTILE_LINKS = {
     # The link from the brief: the open (default) tab's value is rejected with a warning.
-    "mixed": ("create.n", "99999999999999",
-              "/tensors?lang=en&create.n=99999999999999&shape.shape=1e9x1e9"
-              "&layout.views=%3Cscript%3Ealert(1)%3C/script%3E"),
+    "mixed": (
+        "create.n",
+        "99999999999999",
+        "/tensors?lang=en&create.n=99999999999999&shape.shape=1e9x1e9&layout.views=%3Cscript%3Ealert(1)%3C/script%3E",
+    ),
     "shape": ("shape.shape", "1e9x1e9", "/tensors?lang=en&tab=shape&shape.shape=1e9x1e9"),
-    "script": ("layout.views", "<script>alert(1)</script>",
-               "/tensors?lang=en&tab=layout&layout.views=%3Cscript%3Ealert(1)%3C/script%3E"),
-}  # fmt: skip
+    "script": (
+        "layout.views",
+        "<script>alert(1)</script>",
+        "/tensors?lang=en&tab=layout&layout.views=%3Cscript%3Ealert(1)%3C/script%3E",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(HOSTILE_LINKS))
@@ -581,9 +622,10 @@ def test_hostile_link_warns_and_still_draws(page: Page, events: PageEvents, base
 def test_deep_link_on_fresh_server_runs_the_router(browser: Browser, artifacts: Path) -> None:
     """The first request to a new server is a lesson link: the router (language switch, sidebar) still runs.
 
-    Regression test: while the lessons lived in `pages/`, Streamlit's legacy multipage mode ran a
-    deep-linked lesson without app.py until some session had opened "/": English title despite
-    ?lang=zh, no language switch, raw file names in the sidebar. Needs its own, untouched server.
+    With the lessons in `pages/`, Streamlit's legacy multipage mode runs a fresh server's first
+    deep-linked lesson without app.py (English title despite ?lang=zh, no language switch, raw file
+    names in the sidebar) unless the page hands over to the router (ui.session.leave_pages_folder_mode).
+    Needs its own, untouched server.
     """
     log_path = artifacts / f"streamlit-server-fresh{worker_suffix()}.log"
     log_path.unlink(missing_ok=True)
@@ -600,5 +642,7 @@ def test_deep_link_on_fresh_server_runs_the_router(browser: Browser, artifacts: 
             assert heading(page) == expected_title("tensors", "zh")
             zh = ui_strings("zh")
             assert [text.strip() for text in nav] == [zh["nav.home"], *[zh[f"nav.{lesson.slug}"] for lesson in LESSONS]]
+            page.wait_for_timeout(1000)  # the dialog would come with the navigation message, after the first run
+            assert page.get_by_text("Page not found").count() == 0, "Streamlit's 'Page not found' dialog opened"
         finally:
             context.close()

@@ -127,8 +127,9 @@ def _hold_in_child(folder: str, exclusive: bool, entered: str, release: str) -> 
 
 def _child(folder: Path, exclusive: bool) -> tuple[multiprocessing.process.BaseProcess, Path, Path]:
     entered, release = folder.parent / f"entered-{time.monotonic_ns()}", folder.parent / f"release-{time.monotonic_ns()}"
-    proc = multiprocessing.get_context("spawn").Process(target=_hold_in_child,
-                                                        args=(str(folder), exclusive, str(entered), str(release)))  # fmt: skip
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_hold_in_child, args=(str(folder), exclusive, str(entered), str(release))
+    )
     proc.start()
     wait_until(entered.exists, 60)
     return proc, entered, release

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.params import InvalidParams, Params, bounds, choices, shape_spec, text_spec
+from core.params import InvalidParams, Params, bounds, choices, ladder, ladder_values, seed_field, shape_spec, text_spec
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,73 @@ def test_from_query_never_raises(query: dict[str, str]) -> None:
     p, rejected = Demo.from_query(query, "d")
     p.validate()
     assert all(r.field in {s.name for s in Demo.specs()} for r in rejected)
+
+
+def test_float_parser_refuses_what_float_would_read_from_a_link() -> None:
+    for raw in ("1_0", "٣", "１", "0.５", "²", "①", "0x1p-2", "nan", "inf", "-inf"):
+        p, rejected = Demo.from_query({"d.x": raw}, "d")
+        assert p.x == 0.5 and [r.field for r in rejected] == ["x"], raw
+    for raw, value in (("+0.25", 0.25), ("1e-1", 0.1), (" 0.75 ", 0.75), ("1", 1.0)):
+        assert Demo.from_query({"d.x": raw}, "d") == (Demo(x=value), []), raw
+
+
+@dataclass(frozen=True)
+class Sized(Params):
+    """A tensor of rows x cols and one element of it: the element's bound follows the size."""
+
+    rows: int = field(default=3, metadata=bounds(1, 8))
+    cols: int = field(default=4, metadata=bounds(1, 8))
+    element: int = field(default=0, metadata=bounds(0, 63, hi_of="last_element"))
+    width: int = field(default=64, metadata=ladder(8, 2048))
+    op: str = field(default="small", metadata=choices("small", "large"))
+    size: int = field(default=4, metadata=bounds(1, 100))
+    steps: int = field(default=10, metadata=bounds(1, 1000))
+    seed: int = seed_field()
+
+    def last_element(self) -> int:
+        return self.rows * self.cols - 1
+
+    @classmethod
+    def linked(cls, name: str, value: object) -> dict[str, object]:
+        return {"size": 50} if (name, value) == ("op", "large") else {}
+
+    def validate(self) -> None:
+        super().validate()
+        if self.size * self.steps > 2000:
+            raise InvalidParams("steps", "too_much_work", max=2000 // self.size)
+
+
+def test_a_bound_may_depend_on_the_other_fields() -> None:
+    Sized(element=11).validate()
+    with pytest.raises(InvalidParams) as info:
+        Sized(element=12).validate()
+    assert (info.value.key, info.value.info["hi"]) == ("out_of_range", 11)
+    assert Sized(rows=8, cols=8).upper_bound(next(s for s in Sized.specs() if s.name == "element")) == 63
+    p, rejected = Sized.from_query({"s.element": "40"}, "s")  # beyond a 3x4 tensor: brought to its last element
+    assert p.element == 11 and [(r.field, r.key) for r in rejected] == [("element", "out_of_range")]
+
+
+def test_ladder_stops_span_decades_and_any_value_between_is_valid() -> None:
+    assert ladder_values(8, 2048) == (8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+    assert ladder_values(1, 1000, "125") == (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+    assert ladder_values(0.001, 0.1, "125") == (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+    assert ladder_values(3, 100) == (3, 4, 8, 16, 32, 64, 100)
+    Sized(width=300).validate()
+    assert Sized.from_query({"s.width": "300"}, "s") == (Sized(width=300), [])
+
+
+def test_a_seed_is_an_exact_value_over_the_whole_generator_range() -> None:
+    spec = next(s for s in Sized.specs() if s.name == "seed")
+    assert spec.meta["seed"] and (spec.meta["lo"], spec.meta["hi"]) == (0, 2**31 - 1)
+    assert Sized.from_query({"s.seed": "2147483647"}, "s")[0].seed == 2**31 - 1
+
+
+def test_a_linked_choice_brings_its_values_unless_the_link_gives_them() -> None:
+    assert Sized.from_query({"s.op": "large"}, "s") == (Sized(op="large", size=50, steps=10), [])
+    assert Sized.from_query({"s.op": "large", "s.size": "7"}, "s") == (Sized(op="large", size=7), [])
+
+
+def test_a_cross_field_rule_is_reported_once_and_keeps_the_links_other_values() -> None:
+    p, rejected = Sized.from_query({"s.size": "100", "s.steps": "500", "s.rows": "5", "s.seed": "7"}, "s")
+    assert p == Sized(size=100, steps=20, rows=5, seed=7)
+    assert [(r.field, r.key) for r in rejected] == [("steps", "too_much_work")]

@@ -70,9 +70,15 @@ BLOCKED = [
     ("GET", "/static/../_stcore/metrics"),
     ("GET", "/%5Fstcore/metrics"),
 ]
-HOST_CONFIG = {"allowedOrigins": [], "useExternalAuthToken": False, "enableCustomParentMessages": False,
-               "enforceDownloadInNewTab": False, "metricsUrl": "", "blockErrorDialogs": False,
-               "resourceCrossOriginMode": None}  # fmt: skip
+HOST_CONFIG = {
+    "allowedOrigins": [],
+    "useExternalAuthToken": False,
+    "enableCustomParentMessages": False,
+    "enforceDownloadInNewTab": False,
+    "metricsUrl": "",
+    "blockErrorDialogs": False,
+    "resourceCrossOriginMode": None,
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,9 +135,17 @@ def websocket_handshake(url: str, cookie: str | None) -> Answer:
     """Open /_stcore/stream as the Streamlit frontend does (subprotocol `streamlit`); return the handshake answer."""
     host, port = address(url)
     key = base64.b64encode(os.urandom(16)).decode()
-    lines = ["GET /_stcore/stream HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket", "Connection: Upgrade",
-             f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: streamlit",
-             f"Origin: {url}", *([f"Cookie: {COOKIE}={cookie}"] if cookie else [])]  # fmt: skip
+    lines = [
+        "GET /_stcore/stream HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: streamlit",
+        f"Origin: {url}",
+        *([f"Cookie: {COOKIE}={cookie}"] if cookie else []),
+    ]
     with socket.create_connection((host, port), timeout=30) as sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         head = b""
@@ -272,8 +286,10 @@ def test_host_config_is_a_fixed_safe_answer(cluster: Cluster) -> None:
     assert answer.served_by is None and answer.cookie is None
 
 
-@pytest.mark.parametrize("path", ["/", "/tensors?lang=zh", HEALTH, "/_stcore/host-config", "/_stcore/metrics",
-                                  "/no/such/page", "/favicon.png", "asset"])  # fmt: skip
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/tensors?lang=zh", HEALTH, "/_stcore/host-config", "/_stcore/metrics", "/no/such/page", "/favicon.png", "asset"],
+)
 def test_security_headers_on_every_answer(cluster: Cluster, path: str) -> None:
     """Each security header appears exactly once, with our value, on pages, assets, health and nginx's own answers."""
     if path == "asset":  # a hashed JS bundle named in index.html
@@ -387,8 +403,14 @@ IDLE_JS = """() => {
   return !!app && app.getAttribute("data-test-connection-state") === "CONNECTED"
     && app.getAttribute("data-test-script-state") === "notRunning";
 }"""
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--no-first-run", "--disable-quic"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-quic",
+]
 TIMEOUT_MS = 60_000
 
 

@@ -10,12 +10,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import runner
-from ui.catalog import LESSONS
+from core.lessons import LESSONS
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["pages/home.py", *[lesson.script for lesson in LESSONS]]
+PAGES = ["pages/home.py", *[lesson.page for lesson in LESSONS]]
 # Every place a student can land: the home page, and each tab of each lesson.
-VIEWS = [("pages/home.py", ""), *[(lesson.script, tab) for lesson in LESSONS for tab in lesson.tabs]]
+VIEWS = [("pages/home.py", ""), *[(lesson.page, tab) for lesson in LESSONS for tab in lesson.tabs]]
 EXPERIMENT_VIEWS = [(page, tab) for page, tab in VIEWS if tab and tab != "pitfalls"]
 LANGS = ["en", "zh"]
 HAN = re.compile(r"[\u4e00-\u9fff]")
@@ -63,6 +63,10 @@ def _another_value(widget: Any) -> Any:
         lo, hi, now = widget.min, widget.max, widget.value
         mid = type(now)(lo + (hi - lo) / 3) if kind == "Slider" else min(hi, now * 2 if now else lo + 1)
         return mid if mid != now else hi
+    if kind == "SelectSlider":  # a ladder: options are the formatted stops
+        stops = [float(option) for option in widget.options]
+        others = [stop for stop in stops if stop != float(widget.value)]
+        return type(widget.value)(others[len(others) // 3]) if others else None
     if kind == "Selectbox":
         options = widget.options
         if widget.value is None:  # a picker with nothing chosen yet (e.g. "start from an example")
@@ -89,7 +93,7 @@ def _set(widget: Any, value: Any) -> None:
 @pytest.mark.parametrize(("page", "tab"), EXPERIMENT_VIEWS)
 def test_each_widget_moved(page: str, tab: str, lang: str) -> None:
     at = open_page(page, lang, {"tab": tab})
-    kinds = ("slider", "number_input", "selectbox", "multiselect", "toggle", "text_input")
+    kinds = ("slider", "select_slider", "number_input", "selectbox", "multiselect", "toggle", "text_input")
     keys = [w.key for kind in kinds for w in at.get(kind) if w.key and not w.key.startswith(("predict.", "lang"))]
     assert len(keys) >= 2
     moved = 0
@@ -202,4 +206,3 @@ def test_a_busy_device_makes_the_page_wait_then_render() -> None:
     at.run()
     assert_healthy(at)
     assert len(at.get("plotly_chart")) == 1
-
