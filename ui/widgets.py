@@ -8,12 +8,12 @@ A teacher hides controls with `?_hide=prefix.name,prefix2` (a whole experiment b
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import streamlit as st
 
-from core.params import FieldSpec, InvalidParams, Params, check_value, decode, encode, parse_ints
+from core.params import FieldSpec, InvalidParams, Params, decode, encode, parse_ints
 from ui.i18n import has, t
 
 P = TypeVar("P", bound=Params)
@@ -150,14 +150,14 @@ def _wide(spec: FieldSpec) -> bool:
     return spec.kind == "str" and spec.meta.get("max_len", 0) > 60
 
 
-def preset_picker(prefix: str, presets: dict[str, Params]) -> None:
+def preset_picker(prefix: str, presets: Mapping[str, Params]) -> None:
     """Draw a choice of ready-made settings; picking one loads all its fields into the widgets."""
 
     def load() -> None:
-        chosen = st.session_state.get(f"{prefix}._preset")
-        if chosen in presets:
-            for spec in type(presets[chosen]).specs():
-                st.session_state[f"{prefix}.{spec.name}"] = _widget_value(spec, getattr(presets[chosen], spec.name))
+        chosen = presets.get(str(st.session_state.get(f"{prefix}._preset")))
+        if chosen is not None:
+            for spec in type(chosen).specs():
+                st.session_state[f"{prefix}.{spec.name}"] = _widget_value(spec, getattr(chosen, spec.name))
 
     st.selectbox(
         t(f"{prefix}.preset"),
@@ -182,14 +182,13 @@ def index_slider(key: str, label: str, count: int, default: int) -> int:
 
 
 def _url_int(key: str, lo: int, hi: int, default: int) -> int:
-    """Return the URL's integer under key if the Params codec reads it and it lies in lo..hi, else default."""
+    """Return the URL's integer under key, read by the Params codec and clamped to lo..hi; default when unreadable."""
     spec = FieldSpec(key, "int", default, {"lo": lo, "hi": hi})
     try:
         value = decode(spec, st.query_params.get(key, str(default)))
-        check_value(spec, value)
     except InvalidParams:
         return default
-    return int(value)
+    return min(max(int(value), lo), hi)
 
 
 def _read(spec: FieldSpec, prefix: str) -> Any:
