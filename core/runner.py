@@ -137,7 +137,7 @@ def execute(
         raise ExperimentError("budget", needed_mb=round(needed / 2**20, 1), max_mb=config.max_mb)
     work = params.estimate_work() / 1e9
     if work > config.max_gwork:
-        raise ExperimentError("work_budget", needed=round(work, 1), most=config.max_gwork)
+        raise ExperimentError("work_budget", needed=float(f"{work:.3g}"), most=config.max_gwork)
     seed = int(getattr(params, "seed", 0))
     try:
         with gate.hold(exclusive=exclusive, on_wait=on_wait, owner=owner):
