@@ -33,6 +33,7 @@ from streamlit import config as st_config
 from streamlit import logger as st_logger
 from streamlit.testing.v1 import AppTest
 
+from bench.apptest import route_apptest_through_app
 from core import runner
 from core.lessons import LESSONS
 from core.params import Params
@@ -271,6 +272,9 @@ class PageResult:
     uncached: Stats
     cached: Stats
     exceptions: int
+
+
+route_apptest_through_app()
 
 
 def open_page(target: str | None, tab: str = "") -> AppTest:

@@ -101,7 +101,7 @@ class Prediction(Generic[P, R]):
     experiment: Experiment[P, R]
     params: P
     options: tuple[str, ...]
-    answer: Callable[[R], str] = field(compare=False)
+    answer: Callable[[Any], str] = field(compare=False)  # gets the Result, or the list of them for a sweep
     question: str = ""
     why: str = ""
 

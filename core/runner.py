@@ -36,7 +36,7 @@ class Config:
 
     device: str = "auto"  # auto | cpu | cuda
     max_mb: int = 512  # memory one experiment may allocate
-    max_gwork: float = 20.0  # work one experiment may do, in 10**9 multiply-adds (Params.estimate_work)
+    max_gwork: float = 150.0  # work one experiment may do, in 10**9 multiply-adds (Params.estimate_work): ~15 s of a core
     gpu_slots: int = 4  # experiments admitted on the GPU at once
     threads: int = 1  # torch intra-op threads per process
     run_seconds: float = 20.0  # wall-time limit of one run

@@ -1,9 +1,12 @@
-"""Shared test set-up: one torch thread per test process, test artefacts folder, no action rate limit."""
+"""Shared test set-up: test artefacts folder, no action rate limit, a device gate per process, AppTest routed by app.py."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from bench.apptest import route_apptest_through_app
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -13,6 +16,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 # its own (tests/core/test_cache.py, and a hog against a real server in tests/load/test_smoke.py).
 os.environ.setdefault("TORCHLAB_RATE", "1000")
 os.environ.setdefault("TORCHLAB_BURST", "100000")
+# Each test process gets its own device gate: AppTest gives every session the same id, so two test
+# processes sharing the host's gate would refuse each other's exclusive runs as "one queued". The
+# gate across processes is tested on its own folders (tests/core/test_gate.py).
+os.environ.setdefault("TORCHLAB_LOCK_DIR", tempfile.mkdtemp(prefix="torchlab-gate-test-"))
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +27,6 @@ def artifacts() -> Path:
     """Return test-artifacts/ (git-ignored), created on demand."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+route_apptest_through_app()

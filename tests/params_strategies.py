@@ -42,7 +42,10 @@ def valid_value(spec: FieldSpec) -> st.SearchStrategy[Any]:
         return st.one_of(st.integers(lo, min(hi, lo + 16)), st.sampled_from([lo, hi]), st.integers(lo, hi))
     if spec.kind == "float":
         lo, hi = meta["lo"], meta["hi"]
-        return st.one_of(st.floats(lo, hi), st.sampled_from([lo, hi]), st.integers(math.ceil(lo), math.floor(hi)))
+        options = [st.floats(lo, hi), st.sampled_from([lo, hi])]
+        if math.ceil(lo) <= math.floor(hi):  # a range such as 0.01..0.5 holds no integer
+            options.append(st.integers(math.ceil(lo), math.floor(hi)))
+        return st.one_of(*options)
     if spec.kind == "str":
         return st.sampled_from(meta["choices"]) if "choices" in meta else st.text(max_size=meta.get("max_len", 20))
     if spec.kind == "strs":

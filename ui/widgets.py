@@ -107,8 +107,10 @@ def _draw(cls: type[Params], spec: FieldSpec, prefix: str, label_key: str, curre
     hi = current.upper_bound(spec) if spec.kind in ("int", "float") else None
     if hi is None:
         hi = meta.get("hi", 0)
-    elif st.session_state[key] > hi:  # the other fields moved the bound below the value: follow it
-        st.session_state[key] = hi
+    else:
+        # A slider whose bound moved is a new widget to Streamlit (max_value is part of its id) and would
+        # restart at its minimum: hand it its value again through session state, brought within the bound.
+        st.session_state[key] = min(st.session_state[key], hi)
 
     option_label = _labeller(f"{prefix}.{spec.name}_choices", meta.get("choices", ()))
 
@@ -236,6 +238,7 @@ def param_widgets(cls: type[P], prefix: str, columns: int = 3) -> P | None:
             _draw(cls, spec, prefix, roles[spec.name], current)
     if error is None:
         try:
+            current = cls(**{s.name: _read(s, prefix) for s in cls.specs()})  # a moved bound (hi_of) may have lowered a value
             current.validate()
         except InvalidParams as e:
             error = e
