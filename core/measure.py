@@ -7,12 +7,15 @@
   per device, not per caller, so call it only inside an exclusive run (`execute(exclusive=True)`).
 - `time_call(fn, device, min_run_time)`: torch.utils.benchmark's blocked_autorange, which
   synchronises CUDA around its blocks; the median and the spread of the per-call times.
+- `one_call_seconds(fn, device)`: the wall time of exactly one call, synchronised before and after
+  on CUDA, for when each call is the measurement (a cold first call, cuDNN autotuning per shape).
 
 Everything returns plain Python numbers, never tensors.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -85,3 +88,14 @@ def time_call(fn: Callable[[], object], device: torch.device, min_run_time: floa
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     m = timer.blocked_autorange(min_run_time=min_run_time)
     return Timing(float(m.median), float(m.iqr), tuple(float(t) for t in m.times), len(m.times) * m.number_per_run)
+
+
+def one_call_seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """Return the seconds one call of fn takes, with CUDA synchronised before and after (a cold call counts as it is)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start

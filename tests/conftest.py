@@ -19,7 +19,9 @@ os.environ.setdefault("TORCHLAB_BURST", "100000")
 # Each test process gets its own device gate: AppTest gives every session the same id, so two test
 # processes sharing the host's gate would refuse each other's exclusive runs as "one queued". The
 # gate across processes is tested on its own folders (tests/core/test_gate.py).
-os.environ.setdefault("TORCHLAB_LOCK_DIR", tempfile.mkdtemp(prefix="torchlab-gate-test-"))
+# xdist workers inherit the controller's environment, so each worker makes its own folder.
+if "PYTEST_XDIST_WORKER" in os.environ or "TORCHLAB_LOCK_DIR" not in os.environ:
+    os.environ["TORCHLAB_LOCK_DIR"] = tempfile.mkdtemp(prefix="torchlab-gate-test-")
 
 
 @pytest.fixture(scope="session")
