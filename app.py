@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui.catalog import LESSONS
+from core.lessons import LESSONS
 from ui.i18n import choose_language, t
 from ui.session import leave_pages_folder_mode, rate_notice, replica_notice, rerun_on_reconnect, throttle_actions
 from ui.sidebar import device_box
@@ -12,7 +12,7 @@ throttle_actions()  # once per process: reruns beyond a student's rate wait, new
 st.set_page_config(page_title="TorchLab", page_icon="🔥", layout="wide")
 choose_language()
 home = st.Page("pages/home.py", title=t("nav.home"), default=True)
-lessons = [st.Page(lesson.script, title=t(f"nav.{lesson.slug}"), url_path=lesson.slug) for lesson in LESSONS]
+lessons = [st.Page(lesson.page, title=t(f"nav.{lesson.slug}"), url_path=lesson.slug) for lesson in LESSONS]
 page = st.navigation({t("nav.start"): [home], t("nav.lessons"): lessons})
 device_box()
 replica_notice()

@@ -1,7 +1,7 @@
 """How close the Speed lesson's matmul TFLOP/s are to an independent measurement, in the same run.
 
 For each size, rounds alternate between the app's experiment (core.runner.execute of
-core.speed.run_scaling, exactly what the page runs, exclusive) and an independent
+core.lessons.speed.scaling.run, exactly what the page runs, exclusive) and an independent
 torch.utils.benchmark measurement written here from scratch: fresh operands, `a @ b` as the
 statement, FLOPs = 2 n^3. Each round's two measurements are taken back to back, so their ratio
 cancels the drift of a shared machine; the median of the rounds' ratios should be within 5 % of 1.
@@ -20,8 +20,9 @@ from collections.abc import Sequence
 import torch
 from torch.utils import benchmark
 
-from core import runner, speed
-from core.speed import ScalingParams
+from core import runner
+from core.lessons.speed import scaling as speed_scaling
+from core.lessons.speed.scaling import ScalingParams
 
 TARGET = 0.05  # |app / independent - 1| at most this, per size (issue 6)
 MIN_RUN_TIME = 0.2  # seconds of benchmark blocks, the same for both measurements
@@ -38,7 +39,7 @@ def independent_tflops(n: int, device: torch.device, dtype: torch.dtype = torch.
 
 def app_tflops(n: int) -> tuple[float, float | None]:
     """Return (CPU, GPU or None) TFLOP/s from the lesson's own scaling experiment at one size, run as the page runs it."""
-    r = runner.execute(speed.run_scaling, ScalingParams(sizes=(n,), min_run_time=MIN_RUN_TIME), exclusive=True)
+    r = runner.execute(speed_scaling.run, ScalingParams(sizes=(n,), min_run_time=MIN_RUN_TIME), exclusive=True)
     gpu = None if r.gpu_tflops is None else float(r.gpu_tflops[0])
     return float(r.cpu_tflops[0]), gpu
 
@@ -51,8 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available() and runner.DEVICE.type == "cuda"
     print(f"matmul TFLOP/s: TorchLab's scaling experiment vs independent torch.utils.benchmark, {args.rounds} rounds;")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), CPU: {runner.cpu_model()}"
-          + (f", GPU: {torch.cuda.get_device_name()}" if cuda else ""))  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), CPU: {runner.cpu_model()}"
+        + (f", GPU: {torch.cuda.get_device_name()}" if cuda else "")
+    )
     print(f"{'device':>6} {'n':>6} {'app p50':>10} {'indep p50':>10} {'ratio p50':>9} {'ratio range':>13}  verdict")
     for n in args.sizes:
         rows: dict[str, tuple[list[float], list[float]]] = {"cpu": ([], []), "cuda": ([], [])}
@@ -69,8 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ratios = sorted(a / i for a, i in zip(app, indep, strict=True))
             ratio = statistics.median(ratios)
             verdict = "within 5%" if abs(ratio - 1) <= TARGET else "outside 5%"
-            print(f"{device:>6} {n:>6} {statistics.median(app):>10.4g} {statistics.median(indep):>10.4g} {ratio:>9.3f} "
-                  f"{ratios[0]:.3f}..{ratios[-1]:.3f}  {verdict}")  # fmt: skip
+            print(
+                f"{device:>6} {n:>6} {statistics.median(app):>10.4g} {statistics.median(indep):>10.4g} {ratio:>9.3f} "
+                f"{ratios[0]:.3f}..{ratios[-1]:.3f}  {verdict}"
+            )
     return 0
 
 

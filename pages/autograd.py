@@ -1,117 +1,168 @@
-"""Lesson 2 — Automatic differentiation: live computation graphs, step-through backward, pitfalls."""
+"""Lesson 2 — Automatic differentiation: live computation graphs, step-through backward, autograd's mechanics."""
 
 import streamlit as st
 
-from core import autograd as A
-from core import autograd_mechanics as M
-from core import charts
-from ui.catalog import AUTOGRAD
+from core.lessons.autograd import TABS
+from core.lessons.autograd import accumulate as autograd_accumulate
+from core.lessons.autograd import charts as autograd_charts
+from core.lessons.autograd import custom as autograd_custom
+from core.lessons.autograd import detach as autograd_detach
+from core.lessons.autograd import graph as autograd_graph
+from core.lessons.autograd import higher as autograd_higher
+from core.lessons.autograd import hooks as autograd_hooks
+from core.lessons.autograd import nograd as autograd_nograd
+from core.lessons.autograd import retain as autograd_retain
 from ui.i18n import prose, t
-from ui.panels import ask, charts_text, figure, graph, lesson_tabs, script_box, table, torch_says
-from ui.run import run_cached
-from ui.widgets import index_slider, param_widgets, preset_picker
+from ui.panels import charts_text, figure, graph, lesson_tabs, table, torch_says
+from ui.run import code_panel, predict, run_experiment
+from ui.session import leave_pages_folder_mode
+from ui.widgets import index_slider, preset_picker
+
+leave_pages_folder_mode()
 
 st.title(t("nav.autograd"))
 prose("autograd", "intro")
-tab, panel = lesson_tabs("autograd", AUTOGRAD.tabs)
+tab, panel = lesson_tabs("autograd", TABS)
+
+
+@st.fragment
+def graph_builder() -> None:
+    """Torch's graph of the student's expression, every named tensor's .grad, and the w.grad question."""
+    preset_picker("graph", autograd_graph.EXAMPLES)
+    p, r = run_experiment(autograd_graph.GRAPH, columns=4)
+    if r is not None and r.torch_error:
+        torch_says(r.torch_error)
+    elif r is not None:
+        tr = charts_text("graph")
+        caption = t("graph.caption", nodes=len(r.nodes), edges=len(r.edges))
+        graph(lambda ids: autograd_charts.autograd_dot(r, tr, ids=ids), caption)
+        if r.summed:
+            st.info(t("graph.summed", name=r.output_name))
+        table(autograd_charts.grads_table(r, tr), "graph.grads_caption")
+    code_panel(autograd_graph.GRAPH, p)
+    predict(autograd_graph.W_GRAD)
+
+
+@st.fragment
+def backward_steps() -> None:
+    """The same graph, with backward's visits revealed one node at a time by a slider."""
+    preset_picker("graph", autograd_graph.EXAMPLES)
+    p, r = run_experiment(autograd_graph.GRAPH, columns=4)
+    if r is not None and r.torch_error:
+        torch_says(r.torch_error)
+    elif r is not None:
+        tr = charts_text("graph")
+        step = index_slider("backward.step", t("backward.step"), len(r.order), default=1)
+        node = r.node_at(step)
+        caption = (
+            t("backward.caption_node", op=node.op, label=node.label or node.op, step=step, total=len(r.order))
+            if node
+            else t("backward.caption_start")
+        )
+        graph(lambda ids: autograd_charts.autograd_dot(r, tr, step=step, ids=ids), caption)
+    code_panel(autograd_graph.GRAPH, p)
+
+
+@st.fragment
+def accumulate() -> None:
+    """.grad after each backward() call against theory, and the three-calls question."""
+    p, r = run_experiment(autograd_accumulate.ACCUMULATE, columns=4)
+    if r is not None:
+        fig = autograd_charts.accumulate_figure(r, charts_text("accumulate"))
+        figure(fig, "accumulate.caption", key="accumulate.fig", once_x=f"{r.x_grad_once:g}", once_w=f"{r.w_grad_once:g}")
+    code_panel(autograd_accumulate.ACCUMULATE, p)
+    predict(autograd_accumulate.THREE_CALLS)
+
+
+@st.fragment
+def retain() -> None:
+    """The gradients after the first and second backward() on one graph, or torch's error for the second."""
+    p, r = run_experiment(autograd_retain.RETAIN, columns=3)
+    if r is not None:
+        cols = st.columns(2)
+        cols[0].metric(t("retain.first"), f"x.grad = {r.x_grad_first:g}, w.grad = {r.w_grad_first:g}")
+        if r.torch_error:
+            torch_says(r.torch_error)
+        else:
+            cols[1].metric(t("retain.second"), f"x.grad = {r.x_grad_second:g}, w.grad = {r.w_grad_second:g}")
+    code_panel(autograd_retain.RETAIN, p)
+
+
+@st.fragment
+def detach() -> None:
+    """.data and detach() side by side, torch's error for detach(), and the which-raises question."""
+    p, r = run_experiment(autograd_detach.DETACH, columns=3)
+    if r is not None:
+        table(autograd_charts.detach_table(r, charts_text("detach")), "detach.caption")
+        for way in (r.data, r.detach):
+            if way.torch_error:
+                torch_says(way.torch_error)
+    code_panel(autograd_detach.DETACH, p)
+    predict(autograd_detach.WHICH_RAISES)
+
+
+@st.fragment
+def nograd() -> None:
+    """Memory autograd keeps for backward in each grad mode, as a figure and a table."""
+    p, r = run_experiment(autograd_nograd.NOGRAD, columns=4)
+    if r is not None:
+        tr = charts_text("nograd")
+        figure(autograd_charts.nograd_figure(r, tr), "nograd.caption", key="nograd.fig")
+        table(autograd_charts.nograd_table(r, tr))
+    code_panel(autograd_nograd.NOGRAD, p)
+
+
+@st.fragment
+def hooks() -> None:
+    """x.grad without and with a tensor hook and by autograd.grad, and what a forward hook captured."""
+    p, r = run_experiment(autograd_hooks.HOOKS, columns=2)
+    if r is not None:
+        table(autograd_charts.hooks_table(r, charts_text("hooks")), "hooks.caption")
+        mean, std = f"{r.activation_mean:.4g}", f"{r.activation_std:.4g}"
+        st.markdown(t("hooks.activation", shape=r.activation_shape, mean=mean, std=std))
+    code_panel(autograd_hooks.HOOKS, p)
+
+
+@st.fragment
+def higher() -> None:
+    """f, f' and f'' from autograd with create_graph=True against the analytic curves."""
+    p, r = run_experiment(autograd_higher.HIGHER, columns=4)
+    if r is not None:
+        fig = autograd_charts.higher_figure(r, charts_text("higher"))
+        figure(fig, "higher.caption", key="higher.fig", e1=f"{r.d1_max_error:.1e}", e2=f"{r.d2_max_error:.1e}")
+    code_panel(autograd_higher.HIGHER, p)
+
+
+@st.fragment
+def custom() -> None:
+    """The custom Function's gradients next to plain torch's, and gradcheck's verdict."""
+    p, r = run_experiment(autograd_custom.CUSTOM, columns=4)
+    if r is not None:
+        table(autograd_charts.custom_table(r, charts_text("custom")))
+        if r.gradcheck_ok:
+            st.success(t("custom.gradcheck_ok"), icon=":material/check_circle:")
+        else:
+            st.error(t("custom.gradcheck_failed", message=r.torch_error or ""), icon=":material/cancel:")
+    code_panel(autograd_custom.CUSTOM, p)
+
+
 with panel:
     prose("autograd", tab)
-    if tab in ("graph", "backward"):
-        preset_picker("graph", A.EXAMPLES)
-        p = param_widgets(A.GraphParams, "graph", columns=4)
-        r = run_cached(A.run_graph, p, prefix="graph")
-        if p and r:
-            tr = charts_text("graph")
-            if r.torch_error:
-                torch_says(r.torch_error)
-            elif tab == "graph":
-                graph(lambda ids: charts.autograd_dot(r, tr, ids=ids),
-                      t("graph.caption", nodes=len(r.nodes), edges=len(r.edges)))
-                if r.summed:
-                    st.info(t("graph.summed", name=r.output_name))
-                table(charts.grads_table(r, tr), "graph.grads_caption")
-            else:
-                step = index_slider("backward.step", t("backward.step"), len(r.order), default=1)
-                current = next((n for n in r.nodes if step and n.id == r.order[step - 1]), None)
-                graph(lambda ids: charts.autograd_dot(r, tr, step=step, ids=ids),
-                      t("backward.caption_node", op=current.op, label=current.label or current.op, step=step,
-                        total=len(r.order)) if current else t("backward.caption_start"))  # fmt: skip
-            script_box(A.code_graph(p), "autograd_graph.py")
-        if tab == "graph":
-            q = run_cached(A.run_graph, A.GraphParams())
-            w_grad = dict(q.grads).get("w") if q else None
-            ask("w_grad", t("graph.predict_q"), ["2", "3", "5", "6"], w_grad, t("graph.predict_why"))
-
+    if tab == "graph":
+        graph_builder()
+    elif tab == "backward":
+        backward_steps()
     elif tab == "accumulate":
-        p = param_widgets(M.AccumulateParams, "accumulate", columns=4)
-        r = run_cached(M.run_accumulate, p, prefix="accumulate")
-        if p and r:
-            figure(charts.accumulate_figure(r, charts_text("accumulate")), "accumulate.caption", key="accumulate.fig",
-                   once_x=f"{r.x_grad_once:g}", once_w=f"{r.w_grad_once:g}")  # fmt: skip
-            script_box(M.code_accumulate(p), "accumulate.py")
-        q = run_cached(M.run_accumulate, M.AccumulateParams(k=3))
-        ask("accumulate", t("accumulate.predict_q"), ["2", "4", "6", "8"],
-                None if q is None else f"{q.x_grad[-1]:g}", t("accumulate.predict_why"))  # fmt: skip
-
+        accumulate()
     elif tab == "retain":
-        p = param_widgets(M.RetainParams, "retain", columns=3)
-        r = run_cached(M.run_retain, p, prefix="retain")
-        if p and r:
-            cols = st.columns(2)
-            cols[0].metric(t("retain.first"), f"x.grad = {r.x_grad_first:g}, w.grad = {r.w_grad_first:g}")
-            if r.torch_error:
-                torch_says(r.torch_error)
-            else:
-                cols[1].metric(t("retain.second"), f"x.grad = {r.x_grad_second:g}, w.grad = {r.w_grad_second:g}")
-            script_box(M.code_retain(p), "retain_graph.py")
-
+        retain()
     elif tab == "detach":
-        p = param_widgets(M.DetachParams, "detach", columns=3)
-        r = run_cached(M.run_detach, p, prefix="detach")
-        if p and r:
-            table(charts.detach_table(r, charts_text("detach")), "detach.caption")
-            for way in (r.data, r.detach):
-                if way.torch_error:
-                    torch_says(way.torch_error)
-            script_box(M.code_detach(p), "detach_vs_data.py")
-        q = run_cached(M.run_detach, M.DetachParams())
-        answer = None if q is None else {(True, False): ".data", (False, True): ".detach()"}.get(
-            (q.data.torch_error is not None, q.detach.torch_error is not None), t("detach.both_or_neither"))
-        ask("detach", t("detach.predict_q"), [".data", ".detach()", t("detach.both_or_neither")], answer,
-                t("detach.predict_why"))  # fmt: skip
-
+        detach()
     elif tab == "nograd":
-        p = param_widgets(M.NogradParams, "nograd", columns=4)
-        r = run_cached(M.run_nograd, p, prefix="nograd")
-        if p and r:
-            tr = charts_text("nograd")
-            figure(charts.nograd_figure(r, tr), "nograd.caption", key="nograd.fig")
-            table(charts.nograd_table(r, tr))
-            script_box(M.code_nograd(p), "no_grad.py")
-
+        nograd()
     elif tab == "hooks":
-        p = param_widgets(M.HooksParams, "hooks", columns=2)
-        r = run_cached(M.run_hooks, p, prefix="hooks")
-        if p and r:
-            table(charts.hooks_table(r, charts_text("hooks")), "hooks.caption")
-            st.markdown(t("hooks.activation", shape=r.activation_shape, mean=f"{r.activation_mean:.4g}",
-                          std=f"{r.activation_std:.4g}"))  # fmt: skip
-            script_box(M.code_hooks(p), "hooks.py")
+        hooks()
         st.subheader(t("higher.heading"))
-        p = param_widgets(M.HigherParams, "higher", columns=4)
-        r = run_cached(M.run_higher, p, prefix="higher")
-        if p and r:
-            figure(charts.higher_figure(r, charts_text("higher")), "higher.caption", key="higher.fig",
-                   e1=f"{r.d1_max_error:.1e}", e2=f"{r.d2_max_error:.1e}")  # fmt: skip
-            script_box(M.code_higher(p), "second_derivative.py")
-
+        higher()
     elif tab == "custom":
-        p = param_widgets(M.CustomParams, "custom", columns=4)
-        r = run_cached(M.run_custom, p, prefix="custom")
-        if p and r:
-            table(charts.custom_table(r, charts_text("custom")))
-            if r.gradcheck_ok:
-                st.success(t("custom.gradcheck_ok"), icon=":material/check_circle:")
-            else:
-                st.error(t("custom.gradcheck_failed", message=r.torch_error or ""), icon=":material/cancel:")
-            script_box(M.code_custom(p), "multiply_add.py")
+        custom()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui.catalog import LESSONS
+from core.lessons import LESSONS
 from ui.i18n import prose, t
 from ui.session import leave_pages_folder_mode
 from ui.sidebar import device_summary
@@ -12,6 +12,6 @@ st.title(t("home.title"))
 prose("home")
 st.subheader(t("home.lessons"))
 for lesson in LESSONS:
-    st.page_link(lesson.script, label=f"**{t(f'nav.{lesson.slug}')}** — {t(f'nav.{lesson.slug}_desc')}")
+    st.page_link(lesson.page, label=f"**{t(f'nav.{lesson.slug}')}** — {t(f'nav.{lesson.slug}_desc')}")
 st.subheader(t("home.server"))
 st.markdown(device_summary())

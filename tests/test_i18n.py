@@ -8,14 +8,17 @@ ExperimentError), never from regular expressions over the source.
 from __future__ import annotations
 
 import ast
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from core.experiment import Experiment
 from core.lessons import LESSONS
+from core.runner import execute
 from ui.i18n import LANGS, _prose, read_strings, string_files, strings
 from ui.i18n import LESSONS as LESSON_DIR
 
@@ -109,3 +112,24 @@ def test_lesson_prose_has_the_same_sections_in_both_languages(slug: str) -> None
     assert sections["en"].keys() == sections["zh"].keys()
     assert all(text.strip() for lang in LANGS for name, text in sections[lang].items() if name)
     assert (LESSON_DIR / "zh" / f"{slug}.md").exists()
+
+
+def test_every_index_op_has_its_caption() -> None:
+    index = next(e for e in EXPERIMENTS if e.name == "index")
+    ops = next(s for s in index.params.specs() if s.name == "op").meta["choices"]
+    assert sorted(f"index.caption_{op}" for op in ops if f"index.caption_{op}" not in strings("en")) == []
+
+
+def result_type(experiment: Experiment[Any, Any]) -> type:
+    return typing.get_type_hints(experiment.run)["return"]  # type: ignore[no-any-return]
+
+
+GPU_RESULTS = [e for e in EXPERIMENTS if "gpu_only" in typing.get_type_hints(result_type(e))]
+
+
+@pytest.mark.parametrize("experiment", GPU_RESULTS, ids=lambda e: e.name)
+def test_every_part_that_needs_a_gpu_has_a_sentence(experiment: Experiment[Any, Any]) -> None:
+    """A Result's gpu_only names the parts that need CUDA and did not run; the page explains each one."""
+    result = execute(experiment.run, experiment.params(), device=torch.device("cpu"))
+    assert result.gpu_only, "on the CPU the parts that need CUDA are named"
+    assert sorted(f"gpu.parts.{part}" for part in result.gpu_only if f"gpu.parts.{part}" not in strings("en")) == []

@@ -88,7 +88,8 @@ def _number(spec: FieldSpec, key: str, label: str, help_text: str | None, hi: fl
         stops = sorted({number(v) for v in meta["ladder"] if v <= hi} | {number(st.session_state[key])})
         st.select_slider(label, stops, key=key, help=help_text, format_func=lambda v: f"{v:g}")
     elif spec.kind == "int":
-        st.slider(label, int(lo), int(hi), key=key, help=help_text, disabled=int(hi) == int(lo))
+        # Streamlit refuses a slider whose ends are equal: a bound the other fields pin to lo shows lo..lo+1, disabled.
+        st.slider(label, int(lo), max(int(hi), int(lo) + 1), key=key, help=help_text, disabled=int(hi) <= int(lo))
     else:
         step = float(meta["step"]) if meta.get("step") else (float(hi) - float(lo)) / FLOAT_SLIDER_STOPS
         st.slider(label, float(lo), float(hi), step=step, key=key, help=help_text, format="%g")

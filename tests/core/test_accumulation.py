@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
 from torch import nn
 
-from core import accumulation as A
-from core.accumulation import CurvesParams, EquivParams, ModelSpec, NormParams
-from core.params import InvalidParams, Params
+from core.lessons.accumulation import common, curves, equiv, model, norm
+from core.lessons.accumulation.curves import CurvesParams
+from core.lessons.accumulation.equiv import EquivParams
+from core.lessons.accumulation.model import ModelSpec
+from core.lessons.accumulation.norm import NormParams
+from core.params import InvalidParams, Params, ladder_values
 from core.runner import execute
-from tests.params_strategies import any_params, assert_same, assert_same_from_threads, check_runs_or_refused, query_id
-from tests.scripts import Ran, after, numbers, run_scripts
+from tests.params_strategies import query_id
+from tests.scripts import after, numbers, run_scripts
 
 CPU = torch.device("cpu")  # the seeded comparisons use CPU generators
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -64,10 +65,10 @@ class EquivSetup:
 def equiv_setup(p: EquivParams) -> EquivSetup:
     g = torch.Generator().manual_seed(p.seed)
     spec, dtype = ModelSpec(p.model, p.width, p.depth), DTYPES[p.dtype]
-    teacher = A.make_teacher(g, CPU)
-    X, y = A.make_batch(spec, p.batch, teacher, g, CPU, dtype)
-    X2, y2 = A.make_batch(spec, p.batch, teacher, g, CPU, dtype)
-    return EquivSetup(A.build_model(spec, g, CPU, dtype), X, y, X2, y2)
+    teacher = model.make_teacher(g, CPU)
+    X, y = model.make_batch(spec, p.batch, teacher, g, CPU, dtype)
+    X2, y2 = model.make_batch(spec, p.batch, teacher, g, CPU, dtype)
+    return EquivSetup(model.build_model(spec, g, CPU, dtype), X, y, X2, y2)
 
 
 EVEN_CASES = [
@@ -81,10 +82,10 @@ EVEN_CASES = [
 
 @pytest.mark.parametrize("p", EVEN_CASES, ids=query_id)
 def test_dividing_by_k_gives_the_full_batch_gradient_and_the_mistakes_scale_it(p: EquivParams) -> None:
-    r = run(A.run_equiv, p)
+    r = run(equiv.run, p)
     k = p.accum_steps
     divide, weighted, no_divide, seeds, _ = range(5)
-    assert r.variants == A.VARIANTS and r.even and r.micro_sizes == (p.batch // k,) * k
+    assert r.variants == equiv.VARIANTS and r.even and r.micro_sizes == (p.batch // k,) * k
     assert r.eps == torch.finfo(DTYPES[p.dtype]).eps
     for v in (divide, weighted):
         assert r.overall_rel[v] < EXACT[p.dtype], r.overall_rel
@@ -105,7 +106,7 @@ def test_dividing_by_k_gives_the_full_batch_gradient_and_the_mistakes_scale_it(p
 
 def test_the_reported_gradient_is_the_one_computed_here() -> None:
     p = EquivParams(model="cnn", batch=12, accum_steps=3, width=16, depth=2, dtype="float64", seed=7)
-    r = run(A.run_equiv, p)
+    r = run(equiv.run, p)
     s = equiv_setup(p)
     loss = F.cross_entropy(s.net(s.X), s.y)
     g_full = grad_of(s.net, loss)
@@ -121,12 +122,12 @@ def test_the_reported_gradient_is_the_one_computed_here() -> None:
     ]
     seeds = (1 + 1 / 3) * sum(micro, torch.zeros_like(g_full))
     assert r.overall_rel[3] == pytest.approx(rel_error(seeds, g_full), rel=1e-10)
-    assert r.preview_ref[0] == pytest.approx(g_full[np.linspace(0, g_full.numel() - 1, A.PREVIEW).astype(np.int64)].numpy())
+    assert r.preview_ref[0] == pytest.approx(g_full[np.linspace(0, g_full.numel() - 1, equiv.PREVIEW).astype(np.int64)].numpy())
 
 
 def test_an_uneven_split_breaks_divide_by_k_but_not_the_n_i_over_B_weighting() -> None:
     p = EquivParams(batch=10, accum_steps=4, width=16, dtype="float64", seed=3)
-    r = run(A.run_equiv, p)
+    r = run(equiv.run, p)
     k, B = 4, 10
     assert r.micro_sizes == (3, 3, 2, 2) and not r.even
     np.testing.assert_allclose(r.micro_weights, [B / (k * n) for n in (3, 3, 2, 2)])
@@ -149,13 +150,13 @@ def test_an_uneven_split_breaks_divide_by_k_but_not_the_n_i_over_B_weighting() -
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_forgetting_zero_grad_adds_the_previous_steps_gradient(dtype: str) -> None:
     p = EquivParams(batch=24, accum_steps=3, width=32, dtype=dtype, seed=5)
-    r = run(A.run_equiv, p)
+    r = run(equiv.run, p)
     # Computed here: the first batch's gradient, one SGD step, the second batch's gradient at the new weights.
     s = equiv_setup(p)
     g_prev = torch.autograd.grad(F.cross_entropy(s.net(s.X), s.y), list(s.net.parameters()))
     with torch.no_grad():
         for w, d in zip(s.net.parameters(), g_prev, strict=True):
-            w.sub_(A.STALE_LR * d)
+            w.sub_(equiv.STALE_LR * d)
     g_ref = grad_of(s.net, F.cross_entropy(s.net(s.X2), s.y2))
     predicted = (flat(g_prev).norm() / g_ref.norm()).item()
     tol = EXACT[dtype]
@@ -171,14 +172,18 @@ def test_forgetting_zero_grad_adds_the_previous_steps_gradient(dtype: str) -> No
 def test_equiv_refuses_more_micro_batches_than_samples_and_too_much_work() -> None:
     with pytest.raises(InvalidParams) as e:
         EquivParams(batch=8, accum_steps=9).validate()
-    assert (e.value.field, e.value.key, e.value.info) == ("accum_steps", "more_than_batch", {"batch": 8})
+    assert (e.value.field, e.value.key, e.value.info["hi"]) == ("accum_steps", "out_of_range", 8)
     EquivParams(batch=8, accum_steps=8).validate()
     p = EquivParams(model="cnn", batch=512, accum_steps=4, width=256, depth=6)
     with pytest.raises(InvalidParams) as e:
         p.validate()
     assert (e.value.field, e.value.key) == ("batch", "too_much_work")
     largest = e.value.info["max"]
-    assert dataclasses.replace(p, batch=largest).work() <= A.MAX_WORK < dataclasses.replace(p, batch=largest + 1).work()
+    assert (
+        dataclasses.replace(p, batch=largest).estimate_work()
+        <= common.MAX_WORK
+        < dataclasses.replace(p, batch=largest + 1).estimate_work()
+    )
     # With 64 micro-batches the batch cannot drop below 64: the width has to give instead.
     p = dataclasses.replace(p, accum_steps=64)
     with pytest.raises(InvalidParams) as e:
@@ -192,7 +197,7 @@ def test_equiv_refuses_more_micro_batches_than_samples_and_too_much_work() -> No
 
 
 def line_index(line: str) -> int:
-    return A.LINES.index(line)
+    return norm.LINES.index(line)
 
 
 @pytest.mark.parametrize(
@@ -201,9 +206,9 @@ def line_index(line: str) -> int:
     ids=query_id,
 )
 def test_batchnorm_breaks_the_equality_and_the_other_norms_keep_it(p: NormParams) -> None:
-    r = run(A.run_norm, p)
+    r = run(norm.run, p)
     assert r.ks.tolist() == [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= min(p.k_max, p.batch)]
-    assert r.rel.shape == r.max_abs.shape == (len(A.LINES), len(r.ks)) and r.skipped == ()
+    assert r.rel.shape == r.max_abs.shape == (len(norm.LINES), len(r.ks)) and r.skipped == ()
     bn = r.rel[line_index("batchnorm")]
     assert bn[0] < EXACT[p.dtype]  # k = 1 is the full batch itself
     assert np.all(bn[1:] > 1e-3), bn  # each micro-batch normalised with its own mean and variance
@@ -214,13 +219,13 @@ def test_batchnorm_breaks_the_equality_and_the_other_norms_keep_it(p: NormParams
 
 def test_first_batchnorm_input_statistics_are_those_computed_here() -> None:
     for p in (NormParams(batch=20, show_k=3, width=16, seed=6), NormParams(model="cnn", batch=6, width=8, show_k=4)):
-        r = run(A.run_norm, p)
+        r = run(norm.run, p)
         g = torch.Generator().manual_seed(p.seed)
         spec = ModelSpec(p.model, p.width, p.depth, "batchnorm")
-        teacher = A.make_teacher(g, CPU)
-        X, _ = A.make_batch(spec, p.batch, teacher, g, CPU)
-        net = A.build_model(spec, g, CPU)
-        C = min(A.STAT_CHANNELS, p.width)
+        teacher = model.make_teacher(g, CPU)
+        X, _ = model.make_batch(spec, p.batch, teacher, g, CPU)
+        net = model.build_model(spec, g, CPU)
+        C = min(norm.STAT_CHANNELS, p.width)
         with torch.no_grad():
             h = net[0](X)[:, :C].double()
         dims = [0] if p.model == "mlp" else [0, 2, 3]
@@ -249,29 +254,29 @@ def test_batchnorm1d_cannot_train_on_micro_batches_of_one_sample() -> None:
     # BatchNorm1d refuses to train on one sample, so that k is skipped; BatchNorm2d has 144 values per channel.
     with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
         nn.BatchNorm1d(4)(torch.ones(1, 4))
-    r = run(A.run_norm, NormParams(batch=2, k_max=64, show_k=2, width=8))
+    r = run(norm.run, NormParams(batch=2, k_max=64, show_k=2, width=8))
     assert r.ks.tolist() == [1, 2] and r.skipped == (2,)
     assert np.isnan(r.rel[line_index("batchnorm"), 1]) and np.isnan(r.max_abs[line_index("batchnorm"), 1])
     assert r.rel[line_index("batchnorm"), 0] == 0.0
     assert np.all(np.isfinite(np.delete(r.rel, line_index("batchnorm"), axis=0)))
     assert r.show_skipped and np.isnan(r.running_mean_micro).all() and np.isnan(r.running_var_full).all()
     assert np.all(r.stat_var[1:] == 0)  # one sample has no spread
-    cnn = run(A.run_norm, NormParams(model="cnn", batch=2, k_max=2, show_k=2, width=8))
+    cnn = run(norm.run, NormParams(model="cnn", batch=2, k_max=2, show_k=2, width=8))
     assert cnn.skipped == () and cnn.rel[line_index("batchnorm"), 1] > 1e-3 and not cnn.show_skipped
 
 
 def test_norm_refusals() -> None:
     with pytest.raises(InvalidParams) as e:
         NormParams(batch=4, show_k=5).validate()
-    assert (e.value.field, e.value.key, e.value.info) == ("show_k", "more_than_batch", {"batch": 4})
+    assert (e.value.field, e.value.key, e.value.info["hi"]) == ("show_k", "out_of_range", 4)
     with pytest.raises(InvalidParams) as e:
         NormParams(width=10).validate()
-    assert (e.value.field, e.value.key, e.value.info) == ("width", "not_a_multiple", {"of": A.GROUPS})
+    assert (e.value.field, e.value.key, e.value.info) == ("width", "not_a_multiple", {"of": model.GROUPS})
     p = NormParams(model="cnn", batch=512, width=128, depth=4, k_max=64)
     with pytest.raises(InvalidParams) as e:
         p.validate()
     assert (e.value.field, e.value.key) == ("batch", "too_much_work")
-    assert dataclasses.replace(p, batch=e.value.info["max"]).work() <= A.MAX_WORK
+    assert dataclasses.replace(p, batch=e.value.info["max"]).estimate_work() <= common.MAX_WORK
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,16 +284,16 @@ def test_norm_refusals() -> None:
 
 
 @pytest.fixture(scope="module")
-def curves() -> A.CurvesResult:
-    result: A.CurvesResult = run(A.run_curves, CurvesParams())
+def trained() -> curves.CurvesResult:
+    result: curves.CurvesResult = run(curves.run, CurvesParams())
     return result
 
 
-def test_accumulation_trains_as_the_big_batch_and_small_batches_take_k_times_more_steps(curves: A.CurvesResult) -> None:
+def test_accumulation_trains_as_the_big_batch_and_small_batches_take_k_times_more_steps(trained: curves.CurvesResult) -> None:
     p = CurvesParams()
-    r = curves
+    r = trained
     big, accum, small, small_lr = range(4)
-    assert r.variants == A.CURVE_VARIANTS and r.steps.tolist() == list(range(p.steps + 1))
+    assert r.variants == curves.CURVE_VARIANTS and r.steps.tolist() == list(range(p.steps + 1))
     assert r.eval_loss.shape == (4, p.steps + 1) and r.train_loss.shape == (4, p.steps)
     np.testing.assert_allclose(r.eval_loss[accum], r.eval_loss[big], rtol=0, atol=1e-4)
     np.testing.assert_allclose(r.train_loss[accum], r.train_loss[big], rtol=0, atol=1e-4)
@@ -304,31 +309,31 @@ def test_accumulation_trains_as_the_big_batch_and_small_batches_take_k_times_mor
     assert not r.diverged.any() and np.all((r.accuracy >= 0) & (r.accuracy <= 1))
 
 
-def test_curves_start_from_the_loss_computed_here(curves: A.CurvesResult) -> None:
+def test_curves_start_from_the_loss_computed_here(trained: curves.CurvesResult) -> None:
     p = CurvesParams()
     g = torch.Generator().manual_seed(p.seed)
     spec = ModelSpec(p.model, p.width, p.depth)
-    teacher = A.make_teacher(g, CPU)
-    X_train, y_train = A.make_batch(spec, A.DATASET, teacher, g, CPU)
-    X_test, y_test = A.make_batch(spec, A.HELDOUT, teacher, g, CPU)
-    first = torch.randperm(A.DATASET, generator=g)[: p.batch]  # the first epoch's first batch
-    net = A.build_model(spec, g, CPU)
+    teacher = model.make_teacher(g, CPU)
+    X_train, y_train = model.make_batch(spec, curves.DATASET, teacher, g, CPU)
+    X_test, y_test = model.make_batch(spec, curves.HELDOUT, teacher, g, CPU)
+    first = torch.randperm(curves.DATASET, generator=g)[: p.batch]  # the first epoch's first batch
+    net = model.build_model(spec, g, CPU)
     with torch.no_grad():
-        assert curves.eval_loss[0, 0] == pytest.approx(F.cross_entropy(net(X_test), y_test).item(), rel=1e-6)
-        assert curves.train_loss[0, 0] == pytest.approx(F.cross_entropy(net(X_train[first]), y_train[first]).item(), rel=1e-6)
+        assert trained.eval_loss[0, 0] == pytest.approx(F.cross_entropy(net(X_test), y_test).item(), rel=1e-6)
+        assert trained.train_loss[0, 0] == pytest.approx(F.cross_entropy(net(X_train[first]), y_train[first]).item(), rel=1e-6)
 
 
-def test_one_variant_alone_gives_the_same_curve(curves: A.CurvesResult) -> None:
+def test_one_variant_alone_gives_the_same_curve(trained: curves.CurvesResult) -> None:
     p = CurvesParams()
     for i, variant in enumerate(p.variants):
-        alone = run(A.run_curves, dataclasses.replace(p, variants=(variant,)))
-        np.testing.assert_array_equal(alone.eval_loss[0], curves.eval_loss[i])
-        np.testing.assert_array_equal(alone.train_loss[0], curves.train_loss[i])
-        assert alone.accuracy[0] == curves.accuracy[i] and alone.updates[0] == curves.updates[i]
+        alone = run(curves.run, dataclasses.replace(p, variants=(variant,)))
+        np.testing.assert_array_equal(alone.eval_loss[0], trained.eval_loss[i])
+        np.testing.assert_array_equal(alone.train_loss[0], trained.train_loss[i])
+        assert alone.accuracy[0] == trained.accuracy[i] and alone.updates[0] == trained.updates[i]
 
 
 def test_the_sample_stream_is_a_fresh_permutation_each_epoch() -> None:
-    order = A.sample_order(1000, 9, torch.Generator().manual_seed(1), CPU)  # 4 batches per epoch, 96 samples dropped
+    order = curves.sample_order(1000, 9, torch.Generator().manual_seed(1), CPU)  # 4 batches per epoch, 96 samples dropped
     assert order.shape == (9, 1000)
     for epoch in range(2):
         seen = order[4 * epoch : 4 * epoch + 4].flatten()
@@ -342,13 +347,17 @@ def test_curves_refusals() -> None:
     assert (e.value.field, e.value.key) == ("variants", "empty")
     with pytest.raises(InvalidParams) as e:
         CurvesParams(batch=8, accum_steps=16).validate()
-    assert (e.value.field, e.value.key, e.value.info) == ("accum_steps", "more_than_batch", {"batch": 8})
+    assert (e.value.field, e.value.key, e.value.info["hi"]) == ("accum_steps", "out_of_range", 8)
     p = CurvesParams(steps=500, width=256, depth=4, batch=512)
     with pytest.raises(InvalidParams) as e:
         p.validate()
     assert (e.value.field, e.value.key) == ("steps", "too_much_work")
     largest = e.value.info["max"]
-    assert dataclasses.replace(p, steps=largest).work() <= A.MAX_WORK < dataclasses.replace(p, steps=largest + 1).work()
+    assert (
+        dataclasses.replace(p, steps=largest).estimate_work()
+        <= common.MAX_WORK
+        < dataclasses.replace(p, steps=largest + 1).estimate_work()
+    )
     # A wide CNN's held-out pass is costly: no field alone brings it under the limit, so the refusals lead
     # the way one field at a time: first the steps down to their least, then the width.
     cnn = CurvesParams(model="cnn", steps=60, width=256)
@@ -372,12 +381,12 @@ def test_the_work_estimate_is_about_the_run_time() -> None:
     # must not exceed its estimate by much (the estimate is deliberately pessimistic).
     import time
 
-    for fn, p in ((A.run_equiv, EquivParams(batch=128)), (A.run_curves, CurvesParams(steps=20, variants=("small",)))):
+    for fn, p in ((equiv.run, EquivParams(batch=128)), (curves.run, CurvesParams(steps=20, variants=("small",)))):
         run(fn, p)
         start = time.perf_counter()
         run(fn, p)
         seconds = time.perf_counter() - start
-        assert seconds < 5 * p.work() / 1e10 + 0.05, (p, seconds)
+        assert seconds < 5 * p.estimate_work() / 1e10 + 0.05, (p, seconds)
 
 
 @pytest.mark.parametrize("cls", [EquivParams, NormParams, CurvesParams], ids=lambda c: c.__name__)
@@ -389,185 +398,77 @@ def test_memory_estimate_covers_the_parameters_and_activations(cls: type[Params]
     assert p.estimate_bytes() < 64 * 2**20
 
 
-# --------------------------------------------------------------------------------------------
-# Registry and determinism
-
-
-def test_registry_names_every_experiment() -> None:
-    assert list(A.EXPERIMENTS) == ["equiv", "norm", "curves"]
-    for exp in A.EXPERIMENTS.values():
-        exp.params().validate()
-        assert "import torch" in exp.code(exp.params())
-
-
-DETERMINISM_CASES: list[tuple[Callable[[Any, Any], Any], Params]] = [
-    (A.run_equiv, EquivParams(model="cnn", batch=10, accum_steps=4, width=8, seed=3)),
-    (A.run_equiv, EquivParams(batch=30, accum_steps=7, dtype="float64", seed=9)),
-    (A.run_norm, NormParams(batch=16, k_max=4, width=16, show_k=3, seed=1)),
-    (A.run_curves, CurvesParams(batch=16, accum_steps=3, steps=12, width=16, variants=("accum", "small"), seed=2)),
-]
-
-
-@pytest.mark.parametrize(("run_fn", "p"), DETERMINISM_CASES, ids=[query_id(p) for _, p in DETERMINISM_CASES])
-def test_same_params_same_result(run_fn: Callable[[Any, Any], Any], p: Params) -> None:
-    assert_same(run(run_fn, p), run(run_fn, p))
-
-
-def test_same_results_from_eight_threads_at_once() -> None:
-    assert_same_from_threads(DETERMINISM_CASES)
-
-
 def test_the_seed_changes_the_results() -> None:
-    a = run(A.run_equiv, EquivParams(seed=1))
-    b = run(A.run_equiv, EquivParams(seed=2))
+    a = run(equiv.run, EquivParams(seed=1))
+    b = run(equiv.run, EquivParams(seed=2))
     assert a.loss != b.loss and a.scale[4] != b.scale[4]
 
 
 # --------------------------------------------------------------------------------------------
-# Property: every input runs or is refused cleanly
+# Sliders: how many micro-batches a batch allows, and the ladders' stops
 
 
-PARAMS_CLASSES = [EquivParams, NormParams, CurvesParams]
-RESULT_TYPES = {EquivParams: A.EquivResult, NormParams: A.NormResult, CurvesParams: A.CurvesResult}
-# Valid runs are drawn small so that the test stays quick, plus upper bounds (which the work limit may refuse);
-# valid draws of more than TEST_WORK (about half a second) are validated but not run.
-TEST_WORK = 5e9
-SMALL: dict[str, st.SearchStrategy[Any]] = {
-    "EquivParams.batch": st.one_of(st.integers(2, 24), st.just(512)),
-    "EquivParams.accum_steps": st.one_of(st.integers(1, 8), st.just(64)),
-    "EquivParams.width": st.one_of(st.integers(8, 24), st.just(256)),
-    "EquivParams.depth": st.one_of(st.integers(1, 2), st.just(6)),
-    "NormParams.batch": st.one_of(st.integers(2, 16), st.just(512)),
-    "NormParams.width": st.one_of(st.integers(8, 24), st.just(128)),
-    "NormParams.depth": st.integers(1, 2),
-    "NormParams.show_k": st.one_of(st.integers(1, 16), st.just(64)),
-    "CurvesParams.batch": st.one_of(st.integers(4, 32), st.just(512)),
-    "CurvesParams.accum_steps": st.one_of(st.integers(1, 8), st.just(64)),
-    "CurvesParams.steps": st.one_of(st.integers(10, 12), st.just(500)),
-    "CurvesParams.width": st.one_of(st.integers(8, 16), st.just(256)),
-    "CurvesParams.depth": st.integers(1, 2),
-    "CurvesParams.variants": st.lists(st.sampled_from(A.CURVE_VARIANTS), min_size=1, max_size=2, unique=True).map(tuple),
-}
+@pytest.mark.parametrize(
+    ("cls", "field"), [(EquivParams, "accum_steps"), (CurvesParams, "accum_steps"), (NormParams, "show_k")]
+)
+def test_micro_batches_stop_at_the_batch_size(cls: type[Params], field: str) -> None:
+    spec = next(s for s in cls.specs() if s.name == field)
+    p = cls(batch=6)
+    assert p.upper_bound(spec) == 6  # the slider stops at B: every micro-batch needs a sample
+    assert cls(batch=512).upper_bound(spec) == 64
+    # A link asking for more micro-batches than samples gets as many as there are samples, and says so.
+    prefix = "x"
+    p, rejected = cls.from_query({f"{prefix}.batch": "6", f"{prefix}.{field}": "20"}, prefix)
+    assert getattr(p, field) == 6 and p.batch == 6
+    assert [(r.field, r.key) for r in rejected] == [(field, "out_of_range")]
 
 
-def test_every_params_class_is_covered() -> None:
-    assert {e.params for e in A.EXPERIMENTS.values()} == set(PARAMS_CLASSES) == set(RESULT_TYPES)
-
-
-@pytest.mark.parametrize("cls", PARAMS_CLASSES, ids=lambda c: c.__name__)
-@settings(max_examples=20, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_any_params_run_or_are_refused(cls: type[Params], data: st.DataObject) -> None:
-    run_fn = A.EXPERIMENTS[next(k for k, e in A.EXPERIMENTS.items() if e.params is cls)].run
-    p: Any = data.draw(any_params(cls, overrides=SMALL))
-    try:
-        p.validate()
-    except InvalidParams as e:
-        if e.key == "too_much_work":  # the field named, lowered to the value given, fits, or at least helps
-            work = dataclasses.replace(p, **{e.field: e.info["max"]}).work()
-            assert work <= A.MAX_WORK or work < p.work()
-    else:
-        if p.work() > TEST_WORK:  # valid, but seconds of work: the work limit's own tests cover these
-            event("valid, too slow to run here")
-            return
-    check_runs_or_refused(run_fn, p, RESULT_TYPES[cls], "needed_mb")
+def test_width_ladders_offer_only_widths_every_experiment_accepts() -> None:
+    for cls in (EquivParams, NormParams, CurvesParams):
+        stops = next(s for s in cls.specs() if s.name == "width").meta["ladder"]
+        assert stops[0] == 8 and all(w % 8 == 0 for w in stops), stops  # multiples of GroupNorm's 4 groups too
+        for width in stops:
+            cls(width=width).validate()
+    assert ladder_values(8, 128) == (8, 16, 32, 64, 128)
+    # Widths between the stops stay valid: a link may carry one, and a refusal may name one.
+    NormParams(width=24).validate()
+    assert "ladder" in next(s for s in CurvesParams.specs() if s.name == "lr").meta
+    assert CurvesParams().lr in ladder_values(0.001, 1.0, "125")
+    assert NormParams().k_max in ladder_values(1, 64)
 
 
 # --------------------------------------------------------------------------------------------
-# Every generated script runs on its own and prints what the result holds
+# Predictions: each answer is the theory's
 
 
-def check_equiv(p: EquivParams, r: A.EquivResult, out: str) -> None:
-    assert numbers(after(out, "micro-batch sizes")) == list(r.micro_sizes)
-    for i, variant in enumerate(r.variants):
-        max_abs, rel, scale = numbers(after(out, f"{variant}: max abs diff").replace("relative error", "").replace("scale", ""))
-        # Differences at rounding level: the same operations give the same bits; allow for a different BLAS path.
-        assert max_abs == pytest.approx(r.overall_max_abs[i], rel=1e-6, abs=100 * r.eps * r.ref_norm[i])
-        assert rel == pytest.approx(r.overall_rel[i], rel=1e-6, abs=100 * r.eps)
-        assert scale == pytest.approx(r.scale[i], rel=1e-6, abs=100 * r.eps)
-    assert numbers(after(out, "no_zero_grad: predicted relative error")) == pytest.approx([r.stale_rel_predicted], rel=1e-6)
+def test_the_notes_line_gives_k_plus_one_times_the_gradient() -> None:
+    r = run(equiv.run, equiv.SEEDS.params)
+    assert r.scale[equiv.VARIANTS.index("seeds")] == pytest.approx(equiv.SEEDS.params.accum_steps + 1, rel=1e-5)
+    assert equiv.SEEDS.answer(r) == "5"
 
 
-def check_norm(p: NormParams, r: A.NormResult, out: str) -> None:
-    for i, line in enumerate(r.lines):
-        for j, k in enumerate(r.ks):
-            text = after(out, f"{line} k={k}:")
-            if line == "batchnorm" and k in r.skipped:
-                assert text.startswith("skipped")
-                continue
-            rel, max_abs = numbers(text.replace("relative error", "").replace("max abs diff", ""))
-            assert rel == pytest.approx(r.rel[i, j], rel=1e-6, abs=100 * r.eps)
-            assert max_abs == pytest.approx(r.max_abs[i, j], rel=1e-6, abs=100 * r.eps * r.grad_norm[i])
-        assert f"{line} k={2 * r.ks[-1]}:" not in out
-    for i in range(p.show_k + 1):
-        name = "full batch" if i == 0 else f"micro-batch {i}"
-        mean, var = after(out, f"{name}: mean").split("var")
-        assert numbers(mean) == pytest.approx(r.stat_mean[i].tolist(), rel=1e-6, abs=1e-7)
-        assert numbers(var) == pytest.approx(r.stat_var[i].tolist(), rel=1e-6, abs=1e-7)
+def test_dividing_an_uneven_split_by_k_is_visibly_off() -> None:
+    r = run(equiv.run, equiv.UNEVEN.params)
+    assert r.micro_sizes == (8, 8, 7, 7) and not r.even
+    assert equiv.UNEVEN.answer(r) == "off"
 
 
-def check_curves(p: CurvesParams, r: A.CurvesResult, out: str) -> None:
-    for i, variant in enumerate(r.variants):
-        for step in A.curve_report_steps(p.steps):
-            printed = numbers(after(out, f"{variant} step {step} held-out loss"))
-            assert printed == pytest.approx([r.eval_loss[i, step]], rel=1e-5, nan_ok=True)
-        accuracy, updates = numbers(after(out, f"{variant} accuracy").replace("updates", ""))
-        assert (accuracy, updates) == (r.accuracy[i], r.updates[i])
+def test_layernorm_accumulates_to_rounding() -> None:
+    assert norm.LAYERNORM.answer(run(norm.run, norm.LAYERNORM.params)) == "rounding"
 
 
-@dataclass(frozen=True)
-class Case:
-    run_fn: Callable[[Any, Any], Any]
-    code_fn: Callable[[Any], str]
-    check: Callable[[Any, Any, str], None]
-    params: Params
-
-
-SCRIPT_CASES = [
-    Case(A.run_equiv, A.code_equiv, check_equiv, EquivParams()),
-    Case(
-        A.run_equiv,
-        A.code_equiv,
-        check_equiv,
-        EquivParams(model="cnn", batch=10, accum_steps=4, width=8, dtype="float64", seed=3),
-    ),
-    Case(A.run_equiv, A.code_equiv, check_equiv, EquivParams(batch=5, accum_steps=1, depth=1, width=16)),
-    Case(A.run_norm, A.code_norm, check_norm, NormParams()),
-    Case(A.run_norm, A.code_norm, check_norm, NormParams(model="cnn", batch=8, width=8, k_max=4, show_k=3, dtype="float64")),
-    Case(A.run_norm, A.code_norm, check_norm, NormParams(batch=3, k_max=4, show_k=3, width=8, depth=1, seed=4)),
-    Case(A.run_curves, A.code_curves, check_curves, CurvesParams(steps=20)),
-    Case(
-        A.run_curves,
-        A.code_curves,
-        check_curves,
-        CurvesParams(
-            model="cnn", batch=10, accum_steps=3, steps=10, lr=0.2, width=8, depth=1, variants=("small_lr", "accum"), seed=1
-        ),
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
-    """Run every case's script on its own; return name -> what it did."""
-    folder = tmp_path_factory.mktemp("accumulation_snippets")  # no core/ here: the scripts must stand alone
-    sources = {query_id(case.params): case.code_fn(case.params) for case in SCRIPT_CASES}
-    return run_scripts(sources, folder, timeout=180, warm_up=True)
-
-
-@pytest.mark.parametrize("case", SCRIPT_CASES, ids=[query_id(c.params) for c in SCRIPT_CASES])
-def test_script_runs_and_prints_the_result(case: Case, ran: dict[str, Ran]) -> None:
-    done = ran[query_id(case.params)]
-    assert done.rc == 0, done.err
-    case.check(case.params, run(case.run_fn, case.params), done.out)
+# --------------------------------------------------------------------------------------------
+# The script adds the same numbers in the same order as the engine: on one thread, the same bits
 
 
 @pytest.mark.skipif(torch.get_num_threads() != 1, reason="the scripts run on one thread; the runner here does not")
-def test_script_numbers_match_exactly_when_run_alike(ran: dict[str, Ran]) -> None:
-    # Same operations in the same order on one thread: the scripts reproduce the run bit for bit.
-    p = SCRIPT_CASES[0].params
-    r = run(A.run_equiv, p)
-    out = ran[query_id(p)].out
+def test_script_numbers_match_exactly_when_run_alike(tmp_path: Any) -> None:
+    p = EquivParams()
+    r = run(equiv.run, p)
+    done = run_scripts({"equiv": equiv.EQUIV.write_script(p)}, tmp_path, workers=1, warm_up=True)["equiv"]
+    assert done.rc == 0, done.err
     for i, variant in enumerate(r.variants):
-        max_abs, rel, scale = numbers(after(out, f"{variant}: max abs diff").replace("relative error", "").replace("scale", ""))
+        max_abs, rel, scale = numbers(
+            after(done.out, f"{variant}: max abs diff").replace("relative error", "").replace("scale", "")
+        )
         assert (max_abs, rel, scale) == (r.overall_max_abs[i], r.overall_rel[i], r.scale[i])

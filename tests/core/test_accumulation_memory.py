@@ -10,28 +10,31 @@ to run, so no test asserts or compares one.
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import ctypes.util
 import dataclasses
 import gc
+import inspect
 import math
 import re
+import tomllib
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from core import accumulation_memory as M
-from core.accumulation import CHANNELS, CLASSES, IN_FEATURES, SIDE, build_model, make_batch, make_teacher
-from core.accumulation_memory import MemoryParams, SaversParams
+from core.lessons.accumulation import memory, savers, timed
+from core.lessons.accumulation.memory import MemoryParams
+from core.lessons.accumulation.model import CHANNELS, CLASSES, IN_FEATURES, SIDE, build_model, make_batch, make_teacher
+from core.lessons.accumulation.savers import SaversParams
 from core.params import InvalidParams, Params
 from core.runner import CONFIG, ExperimentError, execute
-from tests.params_strategies import any_params, assert_same, check_runs_or_refused
+from tests.params_strategies import assert_same
 from tests.scripts import Ran, run_scripts
 
 CPU = torch.device("cpu")
@@ -41,7 +44,7 @@ HALF_MODES = ("bf16", "fp16")
 
 def run(p: Params, device: torch.device = CPU) -> Any:
     """Run an experiment alone on the device, as the page does."""
-    fn: Callable[[Any, Any], Any] = M.run_memory if isinstance(p, MemoryParams) else M.run_savers
+    fn: Callable[[Any, Any], Any] = memory.run if isinstance(p, MemoryParams) else savers.run
     return execute(fn, p, exclusive=True, device=device)
 
 
@@ -96,9 +99,9 @@ def expected_recompute(model: str, width: int, n: int, segments: tuple[int, ...]
 
 def without_times(result: Any) -> Any:
     """Return the result with every time zeroed, so that two runs can be compared exactly."""
-    rows = result.steps if isinstance(result, M.MemoryResult) else result.runs
+    rows = result.steps if isinstance(result, memory.MemoryResult) else result.runs
     stripped = tuple(dataclasses.replace(r, time_median=0.0, time_iqr=0.0, times=np.zeros(0)) for r in rows)
-    if isinstance(result, M.MemoryResult):
+    if isinstance(result, memory.MemoryResult):
         stripped = tuple(dataclasses.replace(r, time_per_sample=0.0) for r in stripped)
         return dataclasses.replace(result, steps=stripped)
     return dataclasses.replace(result, runs=stripped)
@@ -137,7 +140,7 @@ def test_default_sizes_save_about_one_kth() -> None:
     p = MemoryParams(accum_steps=(1, 4, 16), min_run_time=FAST)
     r = run(p)
     full = r.steps[0].saved_bytes
-    assert full == expected_saved("mlp", 256, 4, 256) == M.saved_bytes_per_sample(p.spec()) * 256 + 4
+    assert full == expected_saved("mlp", 256, 4, 256) == timed.saved_bytes_per_sample(p.spec()) * 256 + 4
     for row in r.steps[1:]:
         assert row.saved_bytes / full == pytest.approx(1 / row.accum_steps, rel=1e-4)
     # Accumulation changes where the memory goes, not the loss: every k sums to the full batch's mean loss.
@@ -158,7 +161,7 @@ def test_one_k_alone_gives_what_it_gives_among_many() -> None:
 
 def test_micro_batch_sizes_match_tensor_split() -> None:
     for B, k in [(10, 3), (256, 16), (9, 9), (1024, 1000)]:
-        assert M.micro_batch_sizes(B, k) == tuple(len(c) for c in torch.tensor_split(torch.arange(B), k))
+        assert memory.micro_batch_sizes(B, k) == tuple(len(c) for c in torch.tensor_split(torch.arange(B), k))
 
 
 def test_memory_validation() -> None:
@@ -196,13 +199,13 @@ SAVERS_CASES = [
 
 
 @pytest.fixture(scope="module")
-def savers() -> dict[str, M.SaversResult]:
+def by_model() -> dict[str, savers.SaversResult]:
     return {p.model: run(p) for p in SAVERS_CASES}
 
 
 @pytest.mark.parametrize("p", SAVERS_CASES, ids=lambda p: p.model)
-def test_every_mode_saves_what_the_count_says(p: SaversParams, savers: dict[str, M.SaversResult]) -> None:
-    r = savers[p.model]
+def test_every_mode_saves_what_the_count_says(p: SaversParams, by_model: dict[str, savers.SaversResult]) -> None:
+    r = by_model[p.model]
     assert r.segments == p.segments() and sum(r.segments) == p.depth
     assert [run.mode for run in r.runs] == list(p.modes)
     for m in r.runs:
@@ -216,8 +219,10 @@ def test_every_mode_saves_what_the_count_says(p: SaversParams, savers: dict[str,
 
 
 @pytest.mark.parametrize("p", SAVERS_CASES, ids=lambda p: p.model)
-def test_checkpointing_is_exact_and_half_precision_approximate(p: SaversParams, savers: dict[str, M.SaversResult]) -> None:
-    runs = {m.mode: m for m in savers[p.model].runs}
+def test_checkpointing_is_exact_and_half_precision_approximate(
+    p: SaversParams, by_model: dict[str, savers.SaversResult]
+) -> None:
+    runs = {m.mode: m for m in by_model[p.model].runs}
     fp32, ckpt = runs["fp32"], runs["checkpoint"]
     assert fp32.grad_rel_error == 0.0
     assert ckpt.grad_rel_error <= 1e-6 and ckpt.loss == pytest.approx(fp32.loss, rel=1e-6)
@@ -229,19 +234,35 @@ def test_checkpointing_is_exact_and_half_precision_approximate(p: SaversParams, 
             assert runs[mode].saved_bytes < fp32.saved_bytes
 
 
-def test_fp16_convolutions_are_unavailable_on_the_cpu(savers: dict[str, M.SaversResult]) -> None:
-    fp16 = next(m for m in savers["cnn"].runs if m.mode == "fp16")
+def test_every_reason_a_mode_is_unavailable_has_a_message_in_both_languages() -> None:
+    # The page shows t(f"savers.unavailable.{reason}"): every string unavailable_reason returns needs one.
+    tree = ast.parse(inspect.getsource(savers.unavailable_reason).lstrip())
+    returns = [node.value for node in ast.walk(tree) if isinstance(node, ast.Return) and node.value is not None]
+    reasons = {c.value for r in returns for c in ast.walk(r) if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    assert {"fp16_conv_slow", "bf16_conv_slow", "autocast_ignored"} <= reasons
+    for lang in ("en", "zh"):
+        table = tomllib.loads((Path(__file__).resolve().parents[2] / "lessons" / lang / "accumulation.toml").read_text("utf-8"))
+        messages = table["savers"]["unavailable"]
+        assert sorted(reasons - messages.keys()) == [], lang
+        assert all("{mode}" in messages[reason] for reason in reasons)
+
+
+def test_fp16_convolutions_are_unavailable_on_the_cpu(by_model: dict[str, savers.SaversResult]) -> None:
+    fp16 = next(m for m in by_model["cnn"].runs if m.mode == "fp16")
     assert fp16.unavailable == "fp16_conv_slow" and fp16.saved_bytes == 0 and math.isnan(fp16.loss)
-    assert M.unavailable_reason("fp16", "mlp", CPU) is None  # torch 2.13 autocasts float16 on the CPU
-    assert M.unavailable_reason("bf16", "mlp", CPU) is None
-    assert M.unavailable_reason("fp32", "cnn", CPU) is None and M.unavailable_reason("checkpoint", "cnn", CPU) is None
+    assert savers.unavailable_reason("fp16", "mlp", CPU) is None  # torch 2.13 autocasts float16 on the CPU
+    assert savers.unavailable_reason("bf16", "mlp", CPU) is None
+    assert savers.unavailable_reason("fp32", "cnn", CPU) is None and savers.unavailable_reason("checkpoint", "cnn", CPU) is None
 
 
 @pytest.mark.parametrize("depth", [2, 5, 8])
 def test_checkpointing_segments_saves_memory_per_block_does_not(depth: int) -> None:
     def saved(every: int) -> dict[str, int]:
-        r = run(SaversParams(batch=16, width=64, depth=depth, modes=("fp32", "checkpoint"), blocks_per_checkpoint=every,
-                             min_run_time=FAST))  # fmt: skip
+        r = run(
+            SaversParams(
+                batch=16, width=64, depth=depth, modes=("fp32", "checkpoint"), blocks_per_checkpoint=every, min_run_time=FAST
+            )
+        )
         return {m.mode: m.saved_bytes for m in r.runs}
 
     # One block (Linear, ReLU) saves only its input and output, which the neighbouring checkpoints keep anyway.
@@ -253,7 +274,7 @@ def test_checkpointing_segments_saves_memory_per_block_does_not(depth: int) -> N
 
 
 def test_half_precision_halves_activations_but_keeps_weight_copies() -> None:
-    def saved(batch: int) -> dict[str, M.SaverRun]:
+    def saved(batch: int) -> dict[str, savers.SaverRun]:
         r = run(SaversParams(batch=batch, width=256, depth=4, modes=("fp32", "bf16"), min_run_time=FAST))
         return {m.mode: m for m in r.runs}
 
@@ -321,8 +342,15 @@ def malloc_in_use() -> int:
 @pytest.mark.skipif(MALLINFO2 is None, reason="needs glibc's mallinfo2")
 @pytest.mark.parametrize(("model", "width", "batch"), [("mlp", 256, 128), ("cnn", 16, 32)])
 def test_hooks_count_what_stays_allocated_after_forward(model: str, width: int, batch: int) -> None:
-    p = SaversParams(model=model, batch=batch, width=width, depth=4, modes=("fp32", "bf16", "checkpoint"),
-                     blocks_per_checkpoint=2, min_run_time=FAST)  # fmt: skip
+    p = SaversParams(
+        model=model,
+        batch=batch,
+        width=width,
+        depth=4,
+        modes=("fp32", "bf16", "checkpoint"),
+        blocks_per_checkpoint=2,
+        min_run_time=FAST,
+    )
     r = run(p)
     g = torch.Generator().manual_seed(0)
     net = build_model(p.spec(), g, CPU)
@@ -336,7 +364,7 @@ def test_hooks_count_what_stays_allocated_after_forward(model: str, width: int, 
             gc.disable()
             try:
                 before = malloc_in_use()
-                loss = M.mode_loss(net, X, y, m.mode, r.segments)
+                loss = savers.mode_loss(net, X, y, m.mode, r.segments)
                 deltas.append(malloc_in_use() - before)
                 torch.autograd.backward(loss)
                 del loss
@@ -360,58 +388,43 @@ def test_the_budget_refuses_the_largest_cnn_batch() -> None:
     p.validate()
     assert p.estimate_bytes() > 2 * expected_saved("cnn", 8, 8, 1024)
     with pytest.raises(ExperimentError) as e:
-        execute(M.run_memory, p, device=CPU, config=dataclasses.replace(CONFIG, max_mb=64))
+        execute(memory.run, p, device=CPU, config=dataclasses.replace(CONFIG, max_mb=64))
     assert e.value.key == "budget"
 
 
 # --------------------------------------------------------------------------------------------
-# Registry, determinism, and the property: every input runs or is refused cleanly
-
-
-def test_registry_names_both_experiments() -> None:
-    assert list(M.EXPERIMENTS) == ["memory", "savers"]
-    assert M.EXPERIMENTS["memory"].params is MemoryParams and M.EXPERIMENTS["savers"].params is SaversParams
-    for exp in M.EXPERIMENTS.values():
-        exp.params().validate()
-        assert "import torch" in exp.code(exp.params())
+# Same settings, same bytes and losses (the contract's determinism check skips timed experiments)
 
 
 def test_same_params_same_bytes_and_losses() -> None:
-    for p in [MemoryParams(batch=30, accum_steps=(1, 4), width=16, depth=2, min_run_time=FAST, seed=5),
-              SaversParams(batch=16, width=16, depth=3, min_run_time=FAST, seed=5)]:  # fmt: skip
+    for p in [
+        MemoryParams(batch=30, accum_steps=(1, 4), width=16, depth=2, min_run_time=FAST, seed=5),
+        SaversParams(batch=16, width=16, depth=3, min_run_time=FAST, seed=5),
+    ]:
         assert_same(without_times(run(p)), without_times(run(p)))
 
 
-SMALL: dict[str, st.SearchStrategy[Any]] = {
-    **{f"{cls}.batch": st.one_of(st.integers(8, 24), st.just(1024)) for cls in ("MemoryParams", "SaversParams")},
-    **{f"{cls}.width": st.one_of(st.sampled_from([8, 16, 24]), st.just(1024)) for cls in ("MemoryParams", "SaversParams")},
-    **{f"{cls}.depth": st.integers(1, 3) for cls in ("MemoryParams", "SaversParams")},
-    **{f"{cls}.min_run_time": st.just(FAST) for cls in ("MemoryParams", "SaversParams")},
-    # Mostly valid lists (a valid draw may still repeat a k); the hostile ones come from any_params.
-    "MemoryParams.accum_steps": st.one_of(st.lists(st.integers(1, 8), min_size=1, max_size=3).map(tuple), st.just((30,))),
-    "SaversParams.modes": st.lists(st.sampled_from(M.MODES), min_size=1, max_size=4, unique=True).map(tuple),
-}
+# --------------------------------------------------------------------------------------------
+# Predictions: each answer is the theory's
 
 
-@pytest.mark.parametrize("cls", [MemoryParams, SaversParams], ids=lambda c: c.__name__)
-@settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_any_params_run_or_are_refused(cls: type[Params], data: st.DataObject) -> None:
-    run_fn = M.run_memory if cls is MemoryParams else M.run_savers
-    result_type = M.MemoryResult if cls is MemoryParams else M.SaversResult
-    check_runs_or_refused(run_fn, data.draw(any_params(cls, overrides=SMALL)), result_type, "needed_mb")
+def test_four_micro_batches_save_a_quarter() -> None:
+    parts = [run(MemoryParams(accum_steps=(k,))) for k in memory.QUARTER.params.accum_steps]  # the page's sweep
+    assert parts[1].steps[0].saved_bytes / parts[0].steps[0].saved_bytes == pytest.approx(1 / 4, rel=1e-3)
+    assert memory.QUARTER.answer(parts) == "quarter"
+
+
+def test_checkpointing_gives_fp32s_gradient() -> None:
+    parts = [run(SaversParams(modes=(mode,))) for mode in savers.CHECKPOINT.params.modes]
+    assert parts[0].runs[0].grad_rel_error <= 1e-6
+    assert savers.CHECKPOINT.answer(parts) == "exact"
 
 
 # --------------------------------------------------------------------------------------------
-# Every generated script runs on its own and prints the same bytes
+# The scripts count saved bytes with their own hooks: they print the engine's bytes, loss and error
 
 
-SCRIPT_CASES: list[Params] = [
-    MemoryParams(batch=24, accum_steps=(1, 5, 24), width=16, depth=2, min_run_time=FAST, seed=1),
-    MemoryParams(model="cnn", batch=10, accum_steps=(1, 3), width=8, depth=2, min_run_time=FAST),
-    SaversParams(batch=16, width=32, depth=3, min_run_time=FAST, seed=4),
-    SaversParams(model="cnn", batch=8, width=8, depth=3, blocks_per_checkpoint=3, min_run_time=FAST),
-]
+SCRIPT_CASES: list[Params] = [*memory.MEMORY.examples, *savers.SAVERS.examples]  # what the contract runs too
 
 
 def case_id(p: Params) -> str:
@@ -421,7 +434,9 @@ def case_id(p: Params) -> str:
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
     folder = tmp_path_factory.mktemp("accumulation_memory_snippets")  # no core/ here: the scripts stand alone
-    sources = {case_id(p): M.EXPERIMENTS["memory" if isinstance(p, MemoryParams) else "savers"].code(p) for p in SCRIPT_CASES}
+    sources = {
+        case_id(p): (memory.MEMORY if isinstance(p, MemoryParams) else savers.SAVERS).write_script(p) for p in SCRIPT_CASES
+    }
     return run_scripts(sources, folder, timeout=120, warm_up=True)
 
 
@@ -430,7 +445,7 @@ def test_script_prints_the_same_bytes(p: Params, ran: dict[str, Ran]) -> None:
     done = ran[case_id(p)]
     assert done.rc == 0, done.err
     r = run(p)
-    if isinstance(r, M.MemoryResult):
+    if isinstance(r, memory.MemoryResult):
         printed = re.findall(r"accum_steps (\d+) micro-batches \[([\d, ]+)\] saved activation bytes (\d+) time", done.out)
         assert [(int(k), tuple(int(v) for v in sizes.split(",")), int(n)) for k, sizes, n in printed] == [
             (row.accum_steps, row.micro_batches, row.saved_bytes) for row in r.steps
@@ -440,8 +455,12 @@ def test_script_prints_the_same_bytes(p: Params, ran: dict[str, Ran]) -> None:
         if m.unavailable is not None:
             assert f"{m.mode} skipped" in done.out
             continue
-        line = re.search(rf"^{m.mode}: saved activation bytes (\d+) recompute bytes (\d+) loss (\S+) "
-                         rf"gradient relative error (\S+) time", done.out, re.M)  # fmt: skip
+        line = re.search(
+            rf"^{m.mode}: saved activation bytes (\d+) recompute bytes (\d+) loss (\S+) "
+            rf"gradient relative error (\S+) time",
+            done.out,
+            re.M,
+        )
         assert line is not None, done.out
         assert (int(line[1]), int(line[2])) == (m.saved_bytes, m.recompute_bytes)
         assert float(line[3]) == pytest.approx(m.loss, rel=1e-6)

@@ -2,36 +2,32 @@
 
 from __future__ import annotations
 
-import ast
-import re
+import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from core import autograd_mechanics as A
-from core.autograd_mechanics import (
-    GRAD_MODES,
-    HIGHER_FNS,
-    AccumulateParams,
-    CustomParams,
-    DetachParams,
-    HigherParams,
-    HooksParams,
-    NogradParams,
-    RetainParams,
-)
-from core.params import InvalidParams, Params
+from core.lessons.autograd import accumulate as autograd_accumulate
+from core.lessons.autograd import custom as autograd_custom
+from core.lessons.autograd import detach as autograd_detach
+from core.lessons.autograd import higher as autograd_higher
+from core.lessons.autograd import hooks as autograd_hooks
+from core.lessons.autograd import nograd as autograd_nograd
+from core.lessons.autograd import retain as autograd_retain
+from core.lessons.autograd.accumulate import AccumulateParams
+from core.lessons.autograd.custom import CustomParams
+from core.lessons.autograd.detach import DetachParams
+from core.lessons.autograd.higher import HIGHER_FNS, HigherParams
+from core.lessons.autograd.hooks import HOOK_IN, HOOK_OUT, HooksParams
+from core.lessons.autograd.nograd import GRAD_MODES, NogradParams
+from core.lessons.autograd.retain import RetainParams
+from core.params import InvalidParams, Params, ladder_values
 from core.runner import execute
-from tests.params_strategies import any_params, assert_same, assert_same_from_threads, check_runs_or_refused
-from tests.scripts import Ran, after, numbers, run_scripts
 
-CPU = torch.device("cpu")  # the scripts and the independent computations use CPU generators
+CPU = torch.device("cpu")  # the independent computations use CPU generators
 
 
 def run(run_fn: Callable[[Any, Any], Any], params: Params) -> Any:
@@ -57,14 +53,14 @@ ACCUMULATE_CASES = [
 
 
 def test_accumulate_default_matches_the_curriculum() -> None:
-    result = run(A.run_accumulate, AccumulateParams(k=1))
+    result = run(autograd_accumulate.run, AccumulateParams(k=1))
     assert (result.x_grad_once, result.w_grad_once) == (2.0, 5.0)
     assert result.y == 6.0
 
 
 @pytest.mark.parametrize("p", ACCUMULATE_CASES, ids=query_id)
 def test_accumulated_gradients_grow_by_one_gradient_per_call(p: AccumulateParams) -> None:
-    result = run(A.run_accumulate, p)
+    result = run(autograd_accumulate.run, p)
     dx, dw = p.w + 1, p.x + 2 * p.w + 1
     calls = np.arange(1, p.k + 1)
     times = np.ones(p.k) if p.zero_grad else calls
@@ -87,7 +83,7 @@ SECOND_TIME = "backward through the graph a second time"
 
 @pytest.mark.parametrize(("x", "w"), [(2.0, 1.0), (-3.0, 4.5)])
 def test_second_backward_without_retain_graph_raises_torchs_error(x: float, w: float) -> None:
-    result = run(A.run_retain, RetainParams(retain_graph=False, x=x, w=w))
+    result = run(autograd_retain.run, RetainParams(retain_graph=False, x=x, w=w))
     assert result.torch_error is not None and SECOND_TIME in result.torch_error
     assert result.x_grad_second is None and result.w_grad_second is None
     assert (result.x_grad_first, result.w_grad_first) == pytest.approx((w + 1, x + 2 * w + 1))
@@ -101,7 +97,7 @@ def test_second_backward_without_retain_graph_raises_torchs_error(x: float, w: f
 
 @pytest.mark.parametrize(("x", "w"), [(2.0, 1.0), (-3.0, 4.5), (0.0, -1.0)])
 def test_retained_graph_gives_twice_the_gradient(x: float, w: float) -> None:
-    result = run(A.run_retain, RetainParams(retain_graph=True, x=x, w=w))
+    result = run(autograd_retain.run, RetainParams(retain_graph=True, x=x, w=w))
     assert result.torch_error is None
     assert (result.x_grad_first, result.w_grad_first) == pytest.approx((w + 1, x + 2 * w + 1))
     assert result.x_grad_second == pytest.approx(2 * result.x_grad_first)
@@ -131,7 +127,7 @@ def true_sigmoid_grad(a: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("p", DETACH_CASES, ids=query_id)
 def test_data_is_silently_wrong_and_detach_raises(p: DetachParams) -> None:
-    result = run(A.run_detach, p)
+    result = run(autograd_detach.run, p)
     expected_a = np.arange(1, p.n + 1) if p.values == "arange" else np.linspace(-2, 2, p.n)
     np.testing.assert_allclose(result.a, expected_a, atol=1e-6)
     np.testing.assert_allclose(result.out, 1 / (1 + np.exp(-expected_a)), rtol=1e-6)
@@ -197,7 +193,7 @@ def functional_mlp(p: NogradParams) -> tuple[list[tuple[torch.Tensor, torch.Tens
 
 @pytest.mark.parametrize("p", NOGRAD_CASES, ids=query_id)
 def test_only_grad_mode_builds_a_graph_and_saves_tensors(p: NogradParams) -> None:
-    result = run(A.run_nograd, p)
+    result = run(autograd_nograd.run, p)
     assert result.modes == GRAD_MODES == ("grad", "no_grad", "inference_mode", "frozen")
     # Per layer: AddmmBackward0, TBackward0, ReluBackward0 and AccumulateGrad for weight and bias.
     np.testing.assert_array_equal(result.graph_nodes, [5 * p.depth, 0, 0, 0])
@@ -220,7 +216,7 @@ def test_only_grad_mode_builds_a_graph_and_saves_tensors(p: NogradParams) -> Non
 
 @pytest.mark.parametrize("p", NOGRAD_CASES[:3], ids=query_id)
 def test_saved_bytes_equal_what_the_graph_holds(p: NogradParams) -> None:
-    result = run(A.run_nograd, p)
+    result = run(autograd_nograd.run, p)
     layers, X = functional_mlp(p)
     h = X
     params = []
@@ -241,8 +237,8 @@ def test_graph_nodes_count_shared_nodes_once() -> None:
     u = x * 2  # used twice below: one MulBackward0, reached along two paths
     y = u * u + u
     # AddBackward0, MulBackward0 (u * u), MulBackward0 (x * 2), AccumulateGrad(x)
-    assert A.count_graph_nodes(y) == 4
-    assert A.count_graph_nodes(x) == 0 and A.count_graph_nodes(x.detach()) == 0
+    assert autograd_nograd.count_graph_nodes(y) == 4
+    assert autograd_nograd.count_graph_nodes(x) == 0 and autograd_nograd.count_graph_nodes(x.detach()) == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,16 +250,16 @@ HOOKS_CASES = [HooksParams(), HooksParams(scale=-1.5, seed=7), HooksParams(scale
 
 @pytest.mark.parametrize("p", HOOKS_CASES, ids=query_id)
 def test_hooks_scale_capture_and_autograd_grad(p: HooksParams) -> None:
-    result = run(A.run_hooks, p)
+    result = run(autograd_hooks.run, p)
     x, W, b = (v.astype(np.float64) for v in (result.x, result.weight, result.bias))
-    assert W.shape == (A.HOOK_OUT, A.HOOK_IN) and x.shape == (A.HOOK_IN,)
+    assert W.shape == (HOOK_OUT, HOOK_IN) and x.shape == (HOOK_IN,)
     h = W @ x + b
     # y = sum((Wx + b)^2)  =>  dy/dx = 2 W^T (Wx + b)
     np.testing.assert_allclose(result.grad_plain, 2 * W.T @ h, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.grad_hooked, p.scale * result.grad_plain, rtol=1e-6, atol=1e-6)
     assert result.y == pytest.approx(float(h @ h), rel=1e-5)
     np.testing.assert_allclose(result.activation, h, rtol=1e-5, atol=1e-6)
-    assert result.activation_shape == (A.HOOK_OUT,)
+    assert result.activation_shape == (HOOK_OUT,)
     assert result.activation_mean == pytest.approx(h.mean(), rel=1e-5, abs=1e-6)
     assert result.activation_std == pytest.approx(h.std(ddof=1), rel=1e-5)
     np.testing.assert_allclose(result.autograd_grad, result.grad_plain, rtol=1e-6, atol=1e-7)
@@ -300,7 +296,7 @@ HIGHER_CASES = [
 
 @pytest.mark.parametrize("p", HIGHER_CASES, ids=query_id)
 def test_second_derivatives_match_the_analytic_ones(p: HigherParams) -> None:
-    result = run(A.run_higher, p)
+    result = run(autograd_higher.run, p)
     x = np.linspace(p.lo, p.hi, p.points)
     np.testing.assert_allclose(result.x, x, atol=1e-12)
     f, d1, d2 = analytic(p.fn, result.x)
@@ -316,7 +312,7 @@ def test_second_derivatives_match_the_analytic_ones(p: HigherParams) -> None:
 
 @pytest.mark.parametrize("fn", HIGHER_FNS)
 def test_first_derivative_agrees_with_finite_differences(fn: str) -> None:
-    result = run(A.run_higher, HigherParams(fn=fn, lo=-2.0, hi=2.0, points=41))
+    result = run(autograd_higher.run, HigherParams(fn=fn, lo=-2.0, hi=2.0, points=41))
     h = 1e-5
     f_plus, _, _ = analytic(fn, result.x + h)
     f_minus, _, _ = analytic(fn, result.x - h)
@@ -326,7 +322,7 @@ def test_first_derivative_agrees_with_finite_differences(fn: str) -> None:
 @pytest.mark.parametrize(("lo", "hi"), [(1.0, 1.0), (4.0, -4.0), (10.0, -10.0)])
 def test_higher_refuses_an_empty_range(lo: float, hi: float) -> None:
     with pytest.raises(InvalidParams) as e:
-        run(A.run_higher, HigherParams(lo=lo, hi=hi))
+        run(autograd_higher.run, HigherParams(lo=lo, hi=hi))
     assert (e.value.field, e.value.key, e.value.info) == ("hi", "must_exceed", {"other": lo})
 
 
@@ -339,7 +335,7 @@ CUSTOM_CASES = [CustomParams(), CustomParams(w=-1.5, x=4.0, b=-2.0, seed=5), Cus
 
 @pytest.mark.parametrize("p", CUSTOM_CASES, ids=query_id)
 def test_multiply_add_matches_plain_torch_and_passes_gradcheck(p: CustomParams) -> None:
-    result = run(A.run_custom, p)
+    result = run(autograd_custom.run, p)
     assert result.z == pytest.approx(p.w * p.x + p.b, abs=1e-6)
     np.testing.assert_allclose(result.torch_grads, [p.x, p.w, 1.0], atol=1e-6)
     np.testing.assert_allclose(result.custom_grads, result.torch_grads, atol=1e-6)
@@ -348,7 +344,7 @@ def test_multiply_add_matches_plain_torch_and_passes_gradcheck(p: CustomParams) 
 
 @pytest.mark.parametrize("p", [CustomParams(broken=True), CustomParams(broken=True, w=1.0, x=1.0, seed=4)], ids=query_id)
 def test_gradcheck_catches_the_broken_backward(p: CustomParams) -> None:
-    result = run(A.run_custom, p)
+    result = run(autograd_custom.run, p)
     assert result.gradcheck_ok is False
     assert result.torch_error is not None and "Jacobian mismatch" in result.torch_error
     np.testing.assert_allclose(result.torch_grads, [p.x, p.w, 1.0], atol=1e-6)
@@ -360,183 +356,45 @@ def test_gradcheck_catches_the_broken_backward(p: CustomParams) -> None:
 def test_gradcheck_verdicts_hold_on_other_inputs() -> None:
     g = torch.Generator().manual_seed(123)
     inputs = tuple(torch.randn(2, 3, generator=g, dtype=torch.float64).requires_grad_() for _ in range(3))
-    assert torch.autograd.gradcheck(A.MultiplyAdd.apply, inputs)
-    assert not torch.autograd.gradcheck(A.BrokenMultiplyAdd.apply, inputs, raise_exception=False)
+    assert torch.autograd.gradcheck(autograd_custom.MultiplyAdd.apply, inputs)
+    assert not torch.autograd.gradcheck(autograd_custom.BrokenMultiplyAdd.apply, inputs, raise_exception=False)
 
 
 # --------------------------------------------------------------------------------------------
-# Registry and determinism
-
-
-def test_registry_names_every_experiment() -> None:
-    assert list(A.EXPERIMENTS) == ["accumulate", "retain", "detach", "nograd", "hooks", "higher", "custom"]
-    for exp in A.EXPERIMENTS.values():
-        exp.params().validate()
-        assert "import torch" in exp.code(exp.params())
-
-
-DETERMINISM_CASES = [
-    (A.run_accumulate, AccumulateParams(k=9, x=1.5)),
-    (A.run_retain, RetainParams(retain_graph=True)),
-    (A.run_detach, DetachParams(values="linspace", n=5)),
-    (A.run_nograd, NogradParams(width=64, depth=4, batch=16, seed=8)),
-    (A.run_hooks, HooksParams(scale=3.0, seed=21)),
-    (A.run_higher, HigherParams(fn="gauss", points=60)),
-    (A.run_custom, CustomParams(broken=True, seed=6)),
-]
-
-
-@pytest.mark.parametrize(("run_fn", "p"), DETERMINISM_CASES, ids=[query_id(p) for _, p in DETERMINISM_CASES])
-def test_same_params_same_result(run_fn: Callable[[Any, Any], Any], p: Params) -> None:
-    assert_same(run(run_fn, p), run(run_fn, p))
-
-
-def test_same_results_from_eight_threads_at_once() -> None:
-    # saved_tensors_hooks and grad modes are thread-local: one student's count must not see another's tensors.
-    assert_same_from_threads(DETERMINISM_CASES)
+# The seed, the sliders' ladders, and the predictions
 
 
 def test_the_seed_changes_the_random_experiments() -> None:
-    assert run(A.run_nograd, NogradParams(seed=1)).output_sum != run(A.run_nograd, NogradParams(seed=2)).output_sum
-    assert not np.array_equal(run(A.run_hooks, HooksParams(seed=1)).x, run(A.run_hooks, HooksParams(seed=2)).x)
+    assert (
+        run(autograd_nograd.run, NogradParams(seed=1)).output_sum != run(autograd_nograd.run, NogradParams(seed=2)).output_sum
+    )
+    assert not np.array_equal(run(autograd_hooks.run, HooksParams(seed=1)).x, run(autograd_hooks.run, HooksParams(seed=2)).x)
 
 
-# --------------------------------------------------------------------------------------------
-# Property: every input runs or is refused cleanly
+@pytest.mark.parametrize(("name", "lo", "hi", "default"), [("width", 8, 1024, 256), ("batch", 1, 512, 64)])
+def test_nograd_sizes_are_power_of_two_sliders_that_still_take_any_size(name: str, lo: int, hi: int, default: int) -> None:
+    spec = next(s for s in NogradParams.specs() if s.name == name)
+    stops = spec.meta["ladder"]
+    assert stops == ladder_values(lo, hi) and stops[0] == lo and stops[-1] == hi
+    assert all(b == 2 * a for a, b in itertools.pairwise(stops))
+    assert default in stops and getattr(NogradParams(), name) == default
+    # A link made before the ladder (width=300) still works; out-of-range values are still refused.
+    p, rejected = NogradParams.from_query({f"nograd.{name}": "300" if hi > 300 else "100"}, "nograd")
+    assert rejected == [] and getattr(p, name) in (300, 100)
+    for bad in (lo - 1, hi + 1):
+        with pytest.raises(InvalidParams):
+            NogradParams(**{name: bad}).validate()  # type: ignore[arg-type]
 
 
-PARAMS_CLASSES = [AccumulateParams, RetainParams, DetachParams, NogradParams, HooksParams, HigherParams, CustomParams]
-RESULT_TYPES = {
-    AccumulateParams: A.AccumulateResult, RetainParams: A.RetainResult, DetachParams: A.DetachResult,
-    NogradParams: A.NogradResult, HooksParams: A.HooksResult, HigherParams: A.HigherResult, CustomParams: A.CustomResult,
-}  # fmt: skip
+def test_three_calls_prediction_is_six() -> None:
+    # Each call adds dy/dx = w + 1 = 2 into x.grad: 2 + 2 + 2.
+    prediction = autograd_accumulate.THREE_CALLS
+    assert prediction.params == AccumulateParams(k=3)
+    assert prediction.answer(run(autograd_accumulate.run, prediction.params)) == "6"
 
 
-def test_every_params_class_is_covered() -> None:
-    assert {e.params for e in A.EXPERIMENTS.values()} == set(PARAMS_CLASSES) == set(RESULT_TYPES)
-
-
-@pytest.mark.parametrize("cls", PARAMS_CLASSES, ids=lambda c: c.__name__)
-@settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_any_params_run_or_are_refused(cls: type[Params], data: st.DataObject) -> None:
-    run_fn = A.EXPERIMENTS[next(k for k, e in A.EXPERIMENTS.items() if e.params is cls)].run
-    check_runs_or_refused(run_fn, data.draw(any_params(cls)), RESULT_TYPES[cls])
-
-
-# --------------------------------------------------------------------------------------------
-# Every generated script runs on its own and prints what the result holds
-
-
-def check_accumulate(p: AccumulateParams, r: A.AccumulateResult, out: str) -> None:
-    for i in range(1, p.k + 1):
-        x_grad, w_grad = numbers(after(out, f"call {i}: x.grad = ").replace("w.grad = ", ""))
-        assert (x_grad, w_grad) == (r.x_grad[i - 1], r.w_grad[i - 1])
-    assert f"call {p.k + 1}:" not in out
-    assert numbers(after(out, "one call alone: x.grad = ").replace("w.grad = ", "")) == [r.x_grad_once, r.w_grad_once]
-
-
-def check_retain(p: RetainParams, r: A.RetainResult, out: str) -> None:
-    assert numbers(after(out, "after the first backward:")) == [r.x_grad_first, r.w_grad_first]
-    if r.torch_error is not None:
-        assert f"RuntimeError: {r.torch_error}" in out
-    else:
-        assert numbers(after(out, "after the second backward:")) == [r.x_grad_second, r.w_grad_second]
-
-
-def check_detach(p: DetachParams, r: A.DetachResult, out: str) -> None:
-    assert r.data.grad is not None
-    np.testing.assert_array_equal(ast.literal_eval(after(out, "data: a.grad =")), r.data.grad)
-    assert f"detach: RuntimeError: {r.detach.torch_error}" in out
-    for way in (r.data, r.detach):
-        versions = f"{way.out_version_before} -> {way.out_version_after}  c._version {way.c_version_after}"
-        assert after(out, f"{way.way}: out._version") == versions
-    printed = ast.literal_eval(after(out, "true gradient sigmoid(a) * (1 - sigmoid(a)) ="))
-    np.testing.assert_allclose(printed, r.true_grad, rtol=1e-6)
-
-
-NOGRAD_LINE = re.compile(r"(\w+)\s+nodes (\d+) saved tensors (\d+) saved bytes (\d+) of which weights (\d+) "
-                         r"requires_grad (True|False) max diff (\S+)")  # fmt: skip
-
-
-def check_nograd(p: NogradParams, r: A.NogradResult, out: str) -> None:
-    rows = [m.groups() for m in map(NOGRAD_LINE.fullmatch, out.splitlines()) if m]
-    assert [row[0] for row in rows] == list(r.modes)
-    for i, (_, nodes, tensors, nbytes, weights, requires, diff) in enumerate(rows):
-        assert (int(nodes), int(tensors), int(nbytes), int(weights)) == (
-            r.graph_nodes[i], r.saved_tensors[i], r.saved_bytes[i], r.saved_weight_bytes[i])  # fmt: skip
-        assert (requires == "True") == r.requires_grad[i]
-        assert float(diff) == r.max_abs_diff[i]
-    assert float(after(out, "output sum")) == pytest.approx(r.output_sum, rel=1e-5)
-
-
-def check_hooks(p: HooksParams, r: A.HooksResult, out: str) -> None:
-    for prefix, values in (("x.grad without hook:", r.grad_plain), ("x.grad with hook:", r.grad_hooked),
-                           ("autograd.grad:", r.autograd_grad)):  # fmt: skip
-        np.testing.assert_allclose(ast.literal_eval(after(out, prefix)), values, rtol=1e-6, atol=1e-7)
-    captured = re.fullmatch(r"(\(.*\)) mean (\S+) std (\S+)", after(out, "forward hook captured shape"))
-    assert captured is not None
-    shape, mean, std = captured.groups()
-    assert ast.literal_eval(shape) == r.activation_shape
-    assert float(mean) == pytest.approx(r.activation_mean, rel=1e-5, abs=1e-7)
-    assert float(std) == pytest.approx(r.activation_std, rel=1e-5)
-    assert after(out, "x.grad after autograd.grad:") == "None"
-    assert r.x_grad_none_after_autograd_grad
-
-
-def check_higher(p: HigherParams, r: A.HigherResult, out: str) -> None:
-    for prefix, i in (("x[0] =", 0), ("x[-1] =", -1)):
-        printed = numbers(after(out, prefix).replace("f'' =", "").replace("f' =", "").replace("f =", ""))
-        assert printed == pytest.approx([r.x[i], r.f[i], r.d1[i], r.d2[i]], rel=1e-12, abs=1e-15)
-
-
-def check_custom(p: CustomParams, r: A.CustomResult, out: str) -> None:
-    assert float(after(out, "z =")) == r.z
-    custom = numbers(after(out, "custom backward:").replace("dz/d", ""))
-    plain = numbers(after(out, "plain torch:").replace("dz/d", ""))
-    assert custom == list(r.custom_grads) and plain == list(r.torch_grads)
-    if r.gradcheck_ok:
-        assert after(out, "gradcheck:") == "True"
-    else:
-        assert r.torch_error is not None and after(out, "gradcheck failed:") == r.torch_error
-
-
-@dataclass(frozen=True)
-class Case:
-    run_fn: Callable[[Any, Any], Any]
-    code_fn: Callable[[Any], str]
-    check: Callable[[Any, Any, str], None]
-    params: Params
-
-
-SCRIPT_CASES = [
-    Case(A.run_accumulate, A.code_accumulate, check_accumulate, AccumulateParams()),
-    Case(A.run_accumulate, A.code_accumulate, check_accumulate, AccumulateParams(k=6, zero_grad=True, x=-1.5, w=0.5)),
-    Case(A.run_retain, A.code_retain, check_retain, RetainParams()),
-    Case(A.run_retain, A.code_retain, check_retain, RetainParams(retain_graph=True, x=3.0, w=-2.0)),
-    Case(A.run_detach, A.code_detach, check_detach, DetachParams()),
-    Case(A.run_detach, A.code_detach, check_detach, DetachParams(way="detach", values="linspace", n=8)),
-    Case(A.run_nograd, A.code_nograd, check_nograd, NogradParams()),
-    Case(A.run_nograd, A.code_nograd, check_nograd, NogradParams(width=8, depth=1, batch=1, seed=5)),
-    Case(A.run_hooks, A.code_hooks, check_hooks, HooksParams()),
-    Case(A.run_hooks, A.code_hooks, check_hooks, HooksParams(scale=-1.5, seed=7)),
-    Case(A.run_higher, A.code_higher, check_higher, HigherParams()),
-    Case(A.run_higher, A.code_higher, check_higher, HigherParams(fn="gauss", lo=-2.0, hi=3.0, points=8)),
-    Case(A.run_higher, A.code_higher, check_higher, HigherParams(fn="sigmoid", lo=-10.0, hi=9.5, points=400)),
-    Case(A.run_custom, A.code_custom, check_custom, CustomParams()),
-    Case(A.run_custom, A.code_custom, check_custom, CustomParams(broken=True, w=-1.0, x=0.5, b=2.0, seed=3)),
-]
-
-
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
-    """Write every case's script to a file and run them all; return name -> what it did."""
-    folder = tmp_path_factory.mktemp("autograd_snippets")  # no core/ here: the scripts must stand alone
-    return run_scripts({query_id(c.params): c.code_fn(c.params) for c in SCRIPT_CASES}, folder, timeout=120)
-
-
-@pytest.mark.parametrize("case", SCRIPT_CASES, ids=[query_id(c.params) for c in SCRIPT_CASES])
-def test_script_runs_and_prints_the_result(case: Case, ran: dict[str, Ran]) -> None:
-    done = ran[query_id(case.params)]
-    assert done.rc == 0, done.err
-    case.check(case.params, run(case.run_fn, case.params), done.out)
+def test_which_raises_prediction_is_detach() -> None:
+    # detach() shares out's version counter, .data does not.
+    prediction = autograd_detach.WHICH_RAISES
+    assert prediction.answer(run(autograd_detach.run, prediction.params)) == ".detach()"
+    assert set(prediction.options) == {".data", ".detach()", "both_or_neither"}

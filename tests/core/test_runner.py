@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.devices import PipeParams, run_pipeline
 from core.gate import DeviceGate
+from core.lessons.devices.pipeline import PipeParams
+from core.lessons.devices.pipeline import run as run_pipeline
 from core.params import InvalidParams, Params, bounds
 from core.runner import Config, ExperimentError, RunContext, execute
 
@@ -93,9 +94,12 @@ def test_runs_past_their_deadline_or_budget_are_refused_while_the_others_run(tmp
 
 @pytest.mark.parametrize(
     ("error", "key"),
-    [(RuntimeError("shape mismatch\nmore detail"), "runtime"), (torch.cuda.OutOfMemoryError("CUDA out of memory"), "oom"),
-     (MemoryError(), "oom")],
-)  # fmt: skip
+    [
+        (RuntimeError("shape mismatch\nmore detail"), "runtime"),
+        (torch.cuda.OutOfMemoryError("CUDA out of memory"), "oom"),
+        (MemoryError(), "oom"),
+    ],
+)
 def test_errors_become_experiment_errors_and_the_next_run_works(error: BaseException, key: str) -> None:
     def boom(p: Noise, ctx: RunContext) -> None:
         big = torch.ones(p.n)  # something to release
@@ -120,11 +124,30 @@ def test_a_second_exclusive_run_of_one_owner_is_refused_with_a_message(tmp_path:
 
 
 def test_config_from_env_reads_and_clamps() -> None:
-    c = Config.from_env({"TORCHLAB_DEVICE": "CPU", "TORCHLAB_MAX_MB": "64", "TORCHLAB_GPU_SLOTS": "0",
-                         "TORCHLAB_THREADS": "junk", "TORCHLAB_RUN_SECONDS": "2.5", "TORCHLAB_CACHE_MB": "-3",
-                         "TORCHLAB_LOCK_DIR": " /srv/gate ", "TORCHLAB_RATE": "nan?", "TORCHLAB_BURST": "1e9"})  # fmt: skip
-    assert c == Config(device="cpu", max_mb=64, gpu_slots=1, threads=Config().threads, run_seconds=2.5, cache_mb=1,
-                       lock_dir="/srv/gate", rate=Config().rate, burst=10000)  # fmt: skip
+    c = Config.from_env(
+        {
+            "TORCHLAB_DEVICE": "CPU",
+            "TORCHLAB_MAX_MB": "64",
+            "TORCHLAB_GPU_SLOTS": "0",
+            "TORCHLAB_THREADS": "junk",
+            "TORCHLAB_RUN_SECONDS": "2.5",
+            "TORCHLAB_CACHE_MB": "-3",
+            "TORCHLAB_LOCK_DIR": " /srv/gate ",
+            "TORCHLAB_RATE": "nan?",
+            "TORCHLAB_BURST": "1e9",
+        }
+    )
+    assert c == Config(
+        device="cpu",
+        max_mb=64,
+        gpu_slots=1,
+        threads=Config().threads,
+        run_seconds=2.5,
+        cache_mb=1,
+        lock_dir="/srv/gate",
+        rate=Config().rate,
+        burst=10000,
+    )
     assert Config.from_env({"TORCHLAB_DEVICE": "tpu"}).device == "auto"
     assert Config(device="cpu").pick_device() == torch.device("cpu")
 
@@ -156,7 +179,10 @@ def test_progress_reaches_the_caller_as_fractions() -> None:
 
 def test_long_timing_runs_report_progress() -> None:
     heard: list[float] = []
-    execute(run_pipeline, PipeParams(batch=8, split_size=2, width=16, min_run_time=0.01), on_progress=heard.append,
-            device=torch.device("cpu"))  # fmt: skip
+    execute(
+        run_pipeline,
+        PipeParams(batch=8, split_size=2, width=16, min_run_time=0.01),
+        on_progress=heard.append,
+        device=torch.device("cpu"),
+    )
     assert len(heard) >= 3 and heard == sorted(heard) and 0 <= heard[0] < heard[-1] <= 1
-

@@ -3,53 +3,37 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import tensors as T
-from core.params import InvalidParams, Params
+from core.experiment import Experiment
+from core.lessons import tensors as lesson
+from core.lessons.tensors.broadcast import BROADCAST, BROADCAST_SHAPE, BroadcastParams
+from core.lessons.tensors.common import MAX_GRID, TensorFacts
+from core.lessons.tensors.create import CREATE, PREVIEW, CreateParams
+from core.lessons.tensors.dtype import DTYPE, DTYPES, SAMPLE_VALUES, DtypeParams
+from core.lessons.tensors.index import INDEX, INDEX_OPS, IndexParams
+from core.lessons.tensors.inplace import INPLACE, INPLACE_FORMS, INT_INPLACE, NUMERIC_DTYPES, SHOWN, InplaceParams
+from core.lessons.tensors.layout import LAYOUT, LAYOUT_DERIVED, LAYOUT_TARGETS, STRIDE_T, LayoutParams, layout_expr
+from core.lessons.tensors.numpy_sharing import NP_DTYPES, NUMPY, NUMPY_WAYS, NumpyParams
+from core.lessons.tensors.shape import SHAPE, SHAPE_OPS, VIEW_T, ShapeParams
+from core.params import InvalidParams, Params, ladder_values
 from core.runner import execute
-from core.tensors import (
-    DTYPES,
-    INDEX_OPS,
-    INPLACE_FORMS,
-    LAYOUT_DERIVED,
-    LAYOUT_TARGETS,
-    NP_DTYPES,
-    NUMERIC_DTYPES,
-    NUMPY_WAYS,
-    PREVIEW,
-    SAMPLE_VALUES,
-    SHAPE_OPS,
-    SHOWN,
-    BroadcastParams,
-    CreateParams,
-    DtypeParams,
-    IndexParams,
-    InplaceParams,
-    LayoutParams,
-    NumpyParams,
-    ShapeParams,
-)
-from tests.params_strategies import any_params, check_runs_or_refused
 
 CPU = torch.device("cpu")  # the seeded comparisons below use CPU generators
 K = 5.0  # tolerance in standard deviations of the estimator
-TIMING = frozenset({"times_us", "spreads_us", "time_us", "spread_us"})
 
 
-def run(run_fn: Callable[[Any, Any], Any], params: Params) -> Any:
+def run(experiment: Experiment[Any, Any], params: Params) -> Any:
     """Run an experiment through the runner, on the CPU."""
-    return execute(run_fn, params, device=CPU)
+    return execute(experiment.run, params, device=CPU, exclusive=experiment.exclusive)
 
 
 def first_line(error: BaseException) -> str:
@@ -68,28 +52,108 @@ def itemsize(name: str) -> int:
     return torch.tensor([], dtype=dtype_of(name)).element_size()
 
 
-def assert_same(a: Any, b: Any, path: str = "result") -> None:
-    """Assert two results are equal in every field except timings (arrays exactly, NaN == NaN)."""
-    if dataclasses.is_dataclass(a) and not isinstance(a, type):
-        assert type(a) is type(b), path
-        for f in dataclasses.fields(a):
-            if f.name not in TIMING:
-                assert_same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, path
-        assert np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"), path
-    elif isinstance(a, tuple | list):
-        assert type(a) is type(b) and len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{path}[{i}]")
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), path
-        for key in a:
-            assert_same(a[key], b[key], f"{path}[{key!r}]")
-    elif isinstance(a, float) and math.isnan(a):
-        assert isinstance(b, float) and math.isnan(b), path
-    else:
-        assert a == b, path
+# --------------------------------------------------------------------------------------------
+# The lesson's declarations
+
+
+def test_lesson_lists_every_experiment_in_tab_order() -> None:
+    names = [e.name for e in lesson.EXPERIMENTS]
+    assert names == ["create", "shape", "layout", "broadcast", "index", "inplace", "numpy", "dtype"]
+    assert (*names, "pitfalls") == lesson.TABS
+    assert [p.name for p in lesson.PREDICTIONS] == ["view_t", "stride_t", "broadcast", "int_inplace"]
+
+
+def test_timing_experiments_run_alone() -> None:
+    assert {e.name for e in lesson.EXPERIMENTS if e.exclusive} == {"numpy", "dtype"}
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions: each answer is the theory's
+
+
+def test_view_of_a_transposed_tensor_fails() -> None:
+    assert VIEW_T.answer(run(SHAPE, VIEW_T.params)) == "fails"  # no single stride walks x.t() as one flat row
+
+
+def test_transpose_swaps_the_strides() -> None:
+    assert STRIDE_T.answer(run(LAYOUT, STRIDE_T.params)) == "(1, 7)"  # x (5, 7) has stride (7, 1)
+
+
+def test_broadcast_shape_takes_the_larger_size_of_each_aligned_pair() -> None:
+    assert BROADCAST_SHAPE.answer(run(BROADCAST, BROADCAST_SHAPE.params)) == "(8, 7, 6, 5)"
+
+
+def test_int_tensor_cannot_add_a_float_in_place() -> None:
+    assert INT_INPLACE.answer(run(INPLACE, INT_INPLACE.params)) == "error"  # the float sum cannot be cast to int64
+
+
+def test_every_answer_is_one_of_its_options() -> None:
+    for prediction in lesson.PREDICTIONS:
+        assert prediction.answer(run(prediction.experiment, prediction.params)) in prediction.options, prediction.name
+
+
+# --------------------------------------------------------------------------------------------
+# Sliders: the element slider stops at the edited tensor's last element; sizes move on a 1-2-5 ladder
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "target", "last"),
+    [
+        (3, 4, "x", 11),
+        (3, 4, "t", 11),
+        (3, 4, "row", 3),
+        (3, 4, "col_step", 5),
+        (3, 4, "diagonal", 2),
+        (3, 4, "repeat", 23),
+        (3, 4, "fancy", 7),
+        (6, 8, "repeat", 95),
+        (1, 1, "x", 0),
+        (1, 5, "diagonal", 0),
+    ],
+)
+def test_edit_index_stops_at_the_targets_last_element(rows: int, cols: int, target: str, last: int) -> None:
+    views = () if target == "x" else (target,)
+    p = LayoutParams(rows, cols, views=views, edit_target=target, edit_index=last)
+    assert p.max_index() == last
+    spec = next(s for s in LayoutParams.specs() if s.name == "edit_index")
+    assert p.upper_bound(spec) == last
+    p.validate()
+    with pytest.raises(InvalidParams) as e:
+        dataclasses.replace(p, edit_index=last + 1).validate()
+    assert e.value.field == "edit_index" and e.value.info["hi"] == last
+
+
+def test_a_link_past_the_last_element_lands_on_it() -> None:
+    query = {
+        "layout.rows": "3",
+        "layout.cols": "4",
+        "layout.views": "row",
+        "layout.edit_target": "row",
+        "layout.edit_index": "90",
+    }
+    p, rejected = LayoutParams.from_query(query, "layout")
+    assert p.edit_target == "row" and p.edit_index == 3
+    assert [r.field for r in rejected] == ["edit_index"]
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "hi"),
+    [(CreateParams, "n", 10**6), (InplaceParams, "n", 10**6), (NumpyParams, "n", 10**7), (DtypeParams, "n", 10**7)],
+)
+def test_sizes_spanning_decades_move_on_a_125_ladder(cls: type[Params], name: str, hi: int) -> None:
+    spec = next(s for s in cls.specs() if s.name == name)
+    assert spec.meta["lo"] == 1 and spec.meta["hi"] == hi
+    assert spec.meta["ladder"] == ladder_values(1, hi, "125")
+    assert spec.meta["ladder"][:4] == (1, 2, 5, 10) and spec.meta["ladder"][-1] == hi
+    cls(**{name: 300}).validate()  # a value between the stops (a link's, or in-place's default 6) stays valid
+
+
+def test_only_seeds_are_number_boxes() -> None:
+    for experiment in lesson.EXPERIMENTS:
+        for spec in experiment.params.specs():
+            if spec.kind in ("int", "float"):
+                assert spec.meta.get("exact") is None, (experiment.name, spec.name)
+                assert bool(spec.meta.get("seed")) == (spec.name == "seed"), (experiment.name, spec.name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,7 +162,7 @@ def assert_same(a: Any, b: Any, path: str = "result") -> None:
 LAYOUT_SIZES = [(3, 4), (1, 5), (4, 1), (2, 2), (6, 8)]
 ALL_VIEWS = tuple(LAYOUT_DERIVED)
 
-# The same derived tensors, spelled independently of core/tensors.py.
+# The same derived tensors, spelled independently of core/lessons/tensors.
 MY_DERIVED: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "t": lambda x: x.transpose(0, 1),
     "row": lambda x: x.select(0, x.shape[0] - 1),
@@ -134,7 +198,7 @@ def test_my_derived_covers_every_view() -> None:
 
 @pytest.mark.parametrize(("rows", "cols"), LAYOUT_SIZES)
 def test_layout_facts_match_torch(rows: int, cols: int) -> None:
-    result = run(T.run_layout, LayoutParams(rows, cols, views=ALL_VIEWS, edit_target="x", edit_index=0))
+    result = run(LAYOUT, LayoutParams(rows, cols, views=ALL_VIEWS, edit_target="x", edit_index=0))
     mine = my_layout(rows, cols)
     assert [f.name for f in result.before] == list(mine)
     for facts in result.before:
@@ -152,7 +216,7 @@ def test_layout_facts_match_torch(rows: int, cols: int) -> None:
 
 @pytest.mark.parametrize(("rows", "cols"), LAYOUT_SIZES)
 def test_layout_storage_index_reads_the_storage(rows: int, cols: int) -> None:
-    result = run(T.run_layout, LayoutParams(rows, cols, views=ALL_VIEWS, edit_target="x", edit_index=0))
+    result = run(LAYOUT, LayoutParams(rows, cols, views=ALL_VIEWS, edit_target="x", edit_index=0))
     np.testing.assert_array_equal(result.storages_before[0], np.arange(rows * cols))
     for facts in result.before:
         storage = result.storages_before[facts.storage_id]
@@ -165,10 +229,13 @@ def test_layout_storage_index_reads_the_storage(rows: int, cols: int) -> None:
 def test_layout_expressions_shown_build_the_same_tensors(rows: int, cols: int) -> None:
     mine = my_layout(rows, cols)
     for name in LAYOUT_DERIVED:
-        shown = eval(T.layout_expr(name, rows, cols), {"torch": torch, "x": mine["x"]})
+        shown = eval(layout_expr(name, rows, cols), {"torch": torch, "x": mine["x"]})
         t = mine[name]
         assert (tuple(shown.shape), shown.stride(), shown.storage_offset()) == (
-            tuple(t.shape), t.stride(), t.storage_offset()), name  # fmt: skip
+            tuple(t.shape),
+            t.stride(),
+            t.storage_offset(),
+        ), name
         assert shares(shown, mine["x"]) == shares(t, mine["x"]), name
         assert torch.equal(shown, t), name
 
@@ -186,7 +253,7 @@ def edit_cases() -> list[tuple[int, int, str, int]]:
 @pytest.mark.parametrize(("rows", "cols", "target", "index"), edit_cases())
 def test_layout_edit_changes_what_torch_changes(rows: int, cols: int, target: str, index: int) -> None:
     value = -7
-    result = run(T.run_layout, LayoutParams(rows, cols, ALL_VIEWS, target, index, value))
+    result = run(LAYOUT, LayoutParams(rows, cols, ALL_VIEWS, target, index, value))
     mine = my_layout(rows, cols)
     before = {name: t.clone() for name, t in mine.items()}
     position = tuple(int(i) for i in np.unravel_index(index, tuple(mine[target].shape)))
@@ -206,7 +273,7 @@ def test_layout_edit_changes_what_torch_changes(rows: int, cols: int, target: st
 @pytest.mark.parametrize(("rows", "cols"), [(3, 4), (6, 8), (2, 1)])
 def test_expand_edit_changes_a_column_and_one_element_of_x(rows: int, cols: int) -> None:
     i, j = rows - 1, cols - 1
-    result = run(T.run_layout, LayoutParams(rows, cols, ("expand",), "expand", i * cols + j, 500))
+    result = run(LAYOUT, LayoutParams(rows, cols, ("expand",), "expand", i * cols + j, 500))
     column = np.zeros((rows, cols), dtype=bool)
     column[:, j] = True
     one = np.zeros((rows, cols), dtype=bool)
@@ -218,17 +285,17 @@ def test_expand_edit_changes_a_column_and_one_element_of_x(rows: int, cols: int)
 
 def test_layout_rejects_edits_it_cannot_show() -> None:
     with pytest.raises(InvalidParams) as e:
-        run(T.run_layout, LayoutParams(views=("clone",), edit_target="t"))
+        run(LAYOUT, LayoutParams(views=("clone",), edit_target="t"))
     assert e.value.field == "edit_target"
     with pytest.raises(InvalidParams) as e:
-        run(T.run_layout, LayoutParams(3, 4, views=("row",), edit_target="row", edit_index=4))
+        run(LAYOUT, LayoutParams(3, 4, views=("row",), edit_target="row", edit_index=4))
     assert e.value.field == "edit_index"
 
 
 # --------------------------------------------------------------------------------------------
 # Shape operations
 
-# The same operations, spelled independently of core/tensors.py.
+# The same operations, spelled independently of core/lessons/tensors.
 MY_SHAPE_OPS: dict[str, Callable[[torch.Tensor, ShapeParams], torch.Tensor | tuple[torch.Tensor, ...]]] = {
     "view": lambda x, p: x.view(*p.new_shape),
     "reshape": lambda x, p: torch.reshape(x, p.new_shape),
@@ -268,7 +335,7 @@ def query_id(p: Params) -> str:
     return "&".join(f"{k[2:]}={v}" for k, v in p.to_query("p").items())
 
 
-def assert_facts(facts: T.TensorFacts, t: torch.Tensor, x: torch.Tensor) -> None:
+def assert_facts(facts: TensorFacts, t: torch.Tensor, x: torch.Tensor) -> None:
     assert facts.shape == tuple(t.shape), facts.name
     assert facts.stride == t.stride(), facts.name
     assert facts.offset == t.storage_offset(), facts.name
@@ -284,7 +351,7 @@ def test_shape_variants_cover_every_op() -> None:
 
 @pytest.mark.parametrize("p", SHAPE_CASES, ids=query_id)
 def test_shape_op_matches_torch(p: ShapeParams) -> None:
-    result = run(T.run_shape, p)
+    result = run(SHAPE, p)
     x = torch.arange(math.prod(p.shape)).view(p.shape)
     if p.transposed and x.ndim > 1:
         x = x.transpose(0, x.ndim - 1)
@@ -308,27 +375,27 @@ def test_view_of_transposed_input_reports_torch_error() -> None:
     p = ShapeParams(op="view", shape=(2, 3, 4), transposed=True, new_shape=(-1,))
     with pytest.raises(RuntimeError) as e:
         torch.arange(24).reshape(2, 3, 4).transpose(0, -1).view(-1)
-    assert run(T.run_shape, p).torch_error == first_line(e.value)
-    reshaped = run(T.run_shape, dataclasses.replace(p, op="reshape"))
+    assert run(SHAPE, p).torch_error == first_line(e.value)
+    reshaped = run(SHAPE, dataclasses.replace(p, op="reshape"))
     assert reshaped.torch_error is None and reshaped.outputs[0].storage_id != 0  # reshape had to copy
 
 
 def test_shape_rejects_too_many_cells() -> None:
     with pytest.raises(InvalidParams):
-        run(T.run_shape, ShapeParams(shape=(8, 8, 8)))
+        run(SHAPE, ShapeParams(shape=(8, 8, 8)))
 
 
 # --------------------------------------------------------------------------------------------
 # Broadcasting
 
 SIZE = st.one_of(st.sampled_from([1, 1, 2, 3]), st.integers(1, 8))
-SHAPE = st.lists(SIZE, max_size=6).map(tuple)
+SHAPES = st.lists(SIZE, max_size=6).map(tuple)
 
 
 @settings(max_examples=150, deadline=None, database=None)
-@given(shape_a=SHAPE, shape_b=SHAPE)
+@given(shape_a=SHAPES, shape_b=SHAPES)
 def test_broadcast_matches_torch(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> None:
-    result = run(T.run_broadcast, BroadcastParams(shape_a, shape_b))
+    result = run(BROADCAST, BroadcastParams(shape_a, shape_b))
     a = np.arange(math.prod(shape_a)).reshape(shape_a)
     b = np.asarray(10 * np.arange(math.prod(shape_b)).reshape(shape_b))
     try:
@@ -340,7 +407,7 @@ def test_broadcast_matches_torch(shape_a: tuple[int, ...], shape_b: tuple[int, .
         return
     assert result.torch_error is None and "mismatch" not in result.status
     assert result.result_shape == expected
-    if math.prod(expected) <= T.MAX_GRID:  # values are kept only when the page draws them
+    if math.prod(expected) <= MAX_GRID:  # values are kept only when the page draws them
         np.testing.assert_array_equal(result.a, a)
         np.testing.assert_array_equal(result.b, b)
         np.testing.assert_array_equal(result.total, a + b)
@@ -361,10 +428,10 @@ def test_broadcast_matches_torch(shape_a: tuple[int, ...], shape_b: tuple[int, .
 
 
 def test_broadcast_status_names_who_is_one() -> None:
-    result = run(T.run_broadcast, BroadcastParams((3, 1, 5), (4, 2)))
+    result = run(BROADCAST, BroadcastParams((3, 1, 5), (4, 2)))
     assert result.status == ("b_is_1", "a_is_1", "mismatch")
     assert result.aligned_b == (None, 4, 2)
-    assert run(T.run_broadcast, BroadcastParams((2, 1), (2, 7))).status == ("equal", "a_is_1")
+    assert run(BROADCAST, BroadcastParams((2, 1), (2, 7))).status == ("equal", "a_is_1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,7 +501,7 @@ RANDOM_CASES = [
 
 @pytest.mark.parametrize("p", RANDOM_CASES, ids=query_id)
 def test_random_creation_matches_theory(p: CreateParams) -> None:
-    result = run(T.run_create, p)
+    result = run(CREATE, p)
     mean, std, mu4 = moments(p)
     assert result.torch_error is None and result.random
     assert result.theory_mean == pytest.approx(mean, abs=1e-12)
@@ -452,7 +519,7 @@ def test_random_creation_matches_theory(p: CreateParams) -> None:
 
 @pytest.mark.parametrize("p", RANDOM_CASES, ids=query_id)
 def test_random_creation_histogram(p: CreateParams) -> None:
-    result = run(T.run_create, p)
+    result = run(CREATE, p)
     sample = my_sample(p).double().numpy()
     np.testing.assert_array_equal(result.values, sample[:PREVIEW])
     assert result.mean == pytest.approx(sample.mean(), rel=1e-9, abs=1e-12)
@@ -483,8 +550,8 @@ def test_random_creation_histogram(p: CreateParams) -> None:
 
 
 def test_seed_changes_random_values() -> None:
-    a = run(T.run_create, CreateParams(fn="randn", n=100, seed=1))
-    b = run(T.run_create, CreateParams(fn="randn", n=100, seed=2))
+    a = run(CREATE, CreateParams(fn="randn", n=100, seed=1))
+    b = run(CREATE, CreateParams(fn="randn", n=100, seed=2))
     assert not np.array_equal(a.values, b.values)
 
 
@@ -503,7 +570,7 @@ DETERMINISTIC_CASES: list[tuple[CreateParams, Callable[[], torch.Tensor]]] = [
 
 @pytest.mark.parametrize(("p", "build"), DETERMINISTIC_CASES, ids=[query_id(p) for p, _ in DETERMINISTIC_CASES])
 def test_deterministic_creation_matches_torch(p: CreateParams, build: Callable[[], torch.Tensor]) -> None:
-    result = run(T.run_create, p)
+    result = run(CREATE, p)
     t = build()
     x = t.double().flatten().numpy()
     assert result.torch_error is None and not result.random
@@ -517,12 +584,12 @@ def test_deterministic_creation_matches_torch(p: CreateParams, build: Callable[[
 def test_arange_with_wrong_step_sign_reports_torch_error() -> None:
     with pytest.raises(RuntimeError) as e:
         torch.arange(5.0, 0.0, 1.0)
-    assert run(T.run_create, CreateParams(fn="arange", a=5.0, b=0.0)).torch_error == first_line(e.value)
+    assert run(CREATE, CreateParams(fn="arange", a=5.0, b=0.0)).torch_error == first_line(e.value)
 
 
 @pytest.mark.parametrize("n", [1, 1000, 123_457])
 def test_empty_allocates_and_shows_nothing(n: int) -> None:
-    result = run(T.run_create, CreateParams(fn="empty", n=n))
+    result = run(CREATE, CreateParams(fn="empty", n=n))
     assert result.nbytes == n * itemsize("float32")
     assert result.shape == (n,) and result.values.size == 0 and result.counts.size == 0
 
@@ -540,11 +607,11 @@ def test_empty_allocates_and_shows_nothing(n: int) -> None:
 )
 def test_invalid_creation_combinations_are_rejected(p: CreateParams) -> None:
     with pytest.raises(InvalidParams):
-        run(T.run_create, p)
+        run(CREATE, p)
 
 
 def test_bernoulli_accepts_integer_probability() -> None:
-    result = run(T.run_create, CreateParams(fn="bernoulli", n=100, p=1))
+    result = run(CREATE, CreateParams(fn="bernoulli", n=100, p=1))
     assert result.torch_error is None and result.mean == 1.0
 
 
@@ -607,7 +674,7 @@ def test_index_variants_cover_every_op() -> None:
 
 @pytest.mark.parametrize("p", INDEX_CASES, ids=query_id)
 def test_index_op_matches_torch(p: IndexParams) -> None:
-    result = run(T.run_index, p)
+    result = run(INDEX, p)
     out, picked = my_index(p)
     np.testing.assert_array_equal(result.x, my_matrix(p)[0].numpy())
     np.testing.assert_array_equal(result.picked, picked)
@@ -619,7 +686,7 @@ def test_index_op_matches_torch(p: IndexParams) -> None:
 
 
 def test_nonzero_lists_exactly_the_picked_cells() -> None:
-    result = run(T.run_index, IndexParams(op="nonzero", rows=8, cols=8, threshold=4, seed=3))
+    result = run(INDEX, IndexParams(op="nonzero", rows=8, cols=8, threshold=4, seed=3))
     assert {tuple(row) for row in result.out} == set(zip(*np.nonzero(result.picked), strict=True))
 
 
@@ -655,7 +722,7 @@ INPLACE_CASES = [
 
 @pytest.mark.parametrize("p", INPLACE_CASES, ids=query_id)
 def test_inplace_semantics(p: InplaceParams) -> None:
-    result = run(T.run_inplace, p)
+    result = run(INPLACE, p)
     x = torch.arange(p.n, dtype=dtype_of(p.dtype))
     v = typed_value(p.dtype, p.value)
     out_dtype = torch.result_type(x, v)
@@ -677,8 +744,7 @@ def test_inplace_semantics(p: InplaceParams) -> None:
     bytes_each = torch.tensor([], dtype=x.dtype if p.form == "out" else out_dtype).element_size()
     assert result.new_bytes == (0 if in_place else p.n * bytes_each)
     np.testing.assert_allclose(result.alias_after, summed if in_place else before, rtol=1e-6)
-    np.testing.assert_allclose(result.x_after, summed if p.form in ("in_place", "augmented", "rebind") else before,
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(result.x_after, summed if p.form in ("in_place", "augmented", "rebind") else before, rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -690,7 +756,7 @@ def test_inplace_semantics(p: InplaceParams) -> None:
     ],
 )
 def test_inplace_error_produces_no_result(form: str) -> None:
-    result = run(T.run_inplace, InplaceParams(form=form, dtype="int64", value=0.5, n=6))
+    result = run(INPLACE, InplaceParams(form=form, dtype="int64", value=0.5, n=6))
     assert result.torch_error is not None
     assert result.result is None
 
@@ -723,7 +789,7 @@ def my_shares(p: NumpyParams) -> tuple[bool, str]:
 
 @pytest.mark.parametrize("p", NUMPY_CASES, ids=query_id)
 def test_numpy_sharing(p: NumpyParams) -> None:
-    result = run(T.run_numpy, p)
+    result = run(NUMPY, p)
     shared, dtype = my_shares(p)
     expected = p.way in ("from_numpy", "numpy") or (p.way == "as_tensor" and p.as_dtype in ("same", p.np_dtype))
     assert shared == expected  # the theory agrees with torch here
@@ -743,7 +809,7 @@ FLOATS = ("float64", "float32", "float16", "bfloat16")
 
 @pytest.mark.parametrize(("src", "dst"), DTYPE_PAIRS)
 def test_dtype_conversion(src: str, dst: str) -> None:
-    result = run(T.run_dtype, DtypeParams(src, dst, n=16))
+    result = run(DTYPE, DtypeParams(src, dst, n=16))
     values = torch.tensor(SAMPLE_VALUES, dtype=torch.float64)
     in_src = values.to(dtype_of(src))
     in_dst = in_src.to(dtype_of(dst))
@@ -763,82 +829,14 @@ def test_dtype_conversion(src: str, dst: str) -> None:
 
 
 def test_float_to_int_truncates_toward_zero() -> None:
-    result = run(T.run_dtype, DtypeParams("float32", "int64", n=16))
+    result = run(DTYPE, DtypeParams("float32", "int64", n=16))
     i = SAMPLE_VALUES.index(-2.7)
     assert result.in_dst[i] == -2.0 == math.trunc(-2.7)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_large_odd_integer_exact_only_with_enough_mantissa(dtype: str) -> None:
-    result = run(T.run_dtype, DtypeParams(dtype, "float64", n=16))
+    result = run(DTYPE, DtypeParams(dtype, "float64", n=16))
     i = SAMPLE_VALUES.index(16777217.0)  # 2**24 + 1 needs 25 significant bits
     significant_bits = 1 - round(math.log2(torch.finfo(dtype_of(dtype)).eps))
     assert (result.in_src[i] == 16777217.0) == (significant_bits >= 25)
-
-
-# --------------------------------------------------------------------------------------------
-# Determinism, also under concurrency
-
-DETERMINISM_CASES: list[tuple[Callable[[Any, Any], Any], Params]] = [
-    *[(T.run_create, CreateParams(fn=fn, n=5000, seed=11)) for fn in sorted(T.RANDOM_FNS)],
-    (T.run_create, CreateParams(fn="normal", n=3000, a=-4.0, b=3.5, seed=2**31 - 1)),
-    *[(T.run_index, IndexParams(op=op, rows=8, cols=8, seed=42)) for op in INDEX_OPS],
-    (T.run_index, IndexParams(op="gather", dim=1, seed=5)),
-    (T.run_shape, ShapeParams(op="split", shape=(4, 6), transposed=True, size=3, dim=1)),
-    (T.run_layout, LayoutParams(views=ALL_VIEWS, edit_target="expand", edit_index=5)),
-    (T.run_broadcast, BroadcastParams((3, 1, 4), (5, 1))),
-    (T.run_inplace, InplaceParams(form="rebind", dtype="int64", value=0.5)),
-    (T.run_numpy, NumpyParams(way="as_tensor", as_dtype="float32", n=1000)),
-    (T.run_dtype, DtypeParams("bfloat16", "int8", n=100)),
-]
-
-
-@pytest.mark.parametrize(("run_fn", "p"), DETERMINISM_CASES, ids=[query_id(p) for _, p in DETERMINISM_CASES])
-def test_same_params_same_result(run_fn: Callable[[Any, Any], Any], p: Params) -> None:
-    reference = run(run_fn, p)
-    assert_same(run(run_fn, p), reference)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda _: run(run_fn, p), range(8)))
-    for result in results:
-        assert_same(result, reference)
-
-
-def test_mixed_experiments_from_eight_threads() -> None:
-    references = [run(fn, p) for fn, p in DETERMINISM_CASES]
-    jobs = DETERMINISM_CASES * 2
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda job: run(*job), jobs))
-    for result, reference in zip(results, references * 2, strict=True):
-        assert_same(result, reference)
-
-
-# --------------------------------------------------------------------------------------------
-# Property: every input runs or is refused cleanly
-
-
-def experiments() -> list[tuple[type[Params], Callable[[Any, Any], Any], type]]:
-    """Return (Params class, run function, Result class) for every experiment in core/tensors.py."""
-    found = []
-    for name, cls in inspect.getmembers(T, inspect.isclass):
-        if issubclass(cls, Params) and cls is not Params and cls.__module__ == T.__name__:
-            stem = name.removesuffix("Params")
-            found.append((cls, getattr(T, f"run_{stem.lower()}"), getattr(T, f"{stem}Result")))
-    return found
-
-
-EXPERIMENTS = experiments()
-
-
-def test_every_experiment_is_found() -> None:
-    names = {cls.__name__ for cls, _, _ in EXPERIMENTS}
-    assert names >= {"CreateParams", "ShapeParams", "LayoutParams", "BroadcastParams", "IndexParams",
-                     "InplaceParams", "NumpyParams", "DtypeParams"}  # fmt: skip
-
-
-@pytest.mark.parametrize(("cls", "run_fn", "result_type"), EXPERIMENTS, ids=[c.__name__ for c, _, _ in EXPERIMENTS])
-@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_any_params_run_or_are_refused(
-    cls: type[Params], run_fn: Callable[[Any, Any], Any], result_type: type, data: st.DataObject
-) -> None:
-    check_runs_or_refused(run_fn, data.draw(any_params(cls)), result_type)

@@ -140,7 +140,7 @@ def test_budget_refusal_is_explained_and_the_next_run_works() -> None:
     at = open_page(PAGES[1], "en", {"create.fn": "eye", "create.n": "100000"})
     assert_healthy(at)
     assert any("MB" in e for e in texts(at.error)), texts(at.error)
-    at.number_input(key="create.n").set_value(50)
+    at.select_slider(key="create.n").set_value(50)
     at.run()
     assert_healthy(at)
     assert not at.error

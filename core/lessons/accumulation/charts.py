@@ -8,9 +8,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.accumulation import CurvesResult, EquivResult, NormResult
-from core.accumulation_memory import AccumMemory, MemoryResult, SaverRun, SaversResult
 from core.charts import MB, Text, finish, memory_time_figure, sci
+from core.lessons.accumulation.curves import CurvesResult
+from core.lessons.accumulation.equiv import EquivResult
+from core.lessons.accumulation.memory import AccumMemory, MemoryResult
+from core.lessons.accumulation.norm import NormResult
+from core.lessons.accumulation.savers import SaverRun, SaversResult
 from core.memo import same_inputs
 
 # What each variant does to a micro-batch's loss before backward, as the code says it.
@@ -21,26 +24,42 @@ VARIANT_CODE = {
     "seeds": "loss += loss / k",
     "no_zero_grad": "loss / k, no zero_grad()",
 }
-VARIANT_COLORS = {"divide": "#4c78a8", "weighted": "#54a24b", "no_divide": "#e45756", "seeds": "#f58518",
-                  "no_zero_grad": "#b279a2"}  # fmt: skip
-LINE_COLORS = {"none": "#333333", "batchnorm": "#e45756", "batchnorm_eval": "#f58518", "groupnorm": "#4c78a8",
-               "layernorm": "#54a24b"}  # fmt: skip
-CURVE_STYLE = {"big": ("#333333", "solid", 5), "accum": ("#f58518", "dash", 2), "small": ("#4c78a8", "solid", 2),
-               "small_lr": ("#54a24b", "dot", 2)}  # fmt: skip
+VARIANT_COLORS = {
+    "divide": "#4c78a8",
+    "weighted": "#54a24b",
+    "no_divide": "#e45756",
+    "seeds": "#f58518",
+    "no_zero_grad": "#b279a2",
+}
+LINE_COLORS = {
+    "none": "#333333",
+    "batchnorm": "#e45756",
+    "batchnorm_eval": "#f58518",
+    "groupnorm": "#4c78a8",
+    "layernorm": "#54a24b",
+}
+CURVE_STYLE = {
+    "big": ("#333333", "solid", 5),
+    "accum": ("#f58518", "dash", 2),
+    "small": ("#4c78a8", "solid", 2),
+    "small_lr": ("#54a24b", "dot", 2),
+}
 # A log axis cannot show 0: exact zeros are drawn here, and their hover text says "0".
 LOG_FLOOR = 1e-18
 
 
 def equiv_table(r: EquivResult, tr: Text) -> pd.DataFrame:
     """Return one row per variant: its code, error against the full-batch gradient, measured and predicted factor."""
-    return pd.DataFrame({
-        tr("variant"): [tr(v) for v in r.variants],
-        tr("code"): [VARIANT_CODE[v] for v in r.variants],
-        tr("rel"): [sci(v) for v in r.overall_rel],
-        tr("max_abs"): [sci(v) for v in r.overall_max_abs],
-        tr("scale"): [f"{v:.6g}" for v in r.scale],
-        tr("predicted"): ["—" if v is None else f"{v:.6g}" for v in r.predicted_scale],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            tr("variant"): [tr(v) for v in r.variants],
+            tr("code"): [VARIANT_CODE[v] for v in r.variants],
+            tr("rel"): [sci(v) for v in r.overall_rel],
+            tr("max_abs"): [sci(v) for v in r.overall_max_abs],
+            tr("scale"): [f"{v:.6g}" for v in r.scale],
+            tr("predicted"): ["—" if v is None else f"{v:.6g}" for v in r.predicted_scale],
+        }
+    )
 
 
 def equiv_params_table(r: EquivResult, tr: Text) -> pd.DataFrame:
@@ -56,10 +75,14 @@ def equiv_error_figure(r: EquivResult, tr: Text) -> go.Figure:
     """Bar per variant: relative error of the accumulated gradient (log scale), with the dtype's epsilon marked."""
     rel = np.asarray(r.overall_rel, dtype=float)
     fig = go.Figure()
-    fig.add_bar(x=[tr(v) for v in r.variants], y=np.maximum(rel, LOG_FLOOR), text=[sci(v) for v in rel],
-                marker_color=[VARIANT_COLORS[v] for v in r.variants], hovertemplate="%{x}: %{text}<extra></extra>")  # fmt: skip
-    fig.add_hline(y=r.eps, line_dash="dot", annotation_text=f"eps({r.dtype}) = {r.eps:.1e}",
-                  annotation_position="top left")  # fmt: skip
+    fig.add_bar(
+        x=[tr(v) for v in r.variants],
+        y=np.maximum(rel, LOG_FLOOR),
+        text=[sci(v) for v in rel],
+        marker_color=[VARIANT_COLORS[v] for v in r.variants],
+        hovertemplate="%{x}: %{text}<extra></extra>",
+    )
+    fig.add_hline(y=r.eps, line_dash="dot", annotation_text=f"eps({r.dtype}) = {r.eps:.1e}", annotation_position="top left")
     fig.update_yaxes(type="log", title=tr("rel_axis"), exponentformat="power")
     return finish(fig, tr("error_title"), height=360)
 
@@ -72,8 +95,13 @@ def equiv_scatter_figure(r: EquivResult, tr: Text) -> go.Figure:
     hi = float(max(r.preview_ref.max(), r.preview.max()))
     fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line={"color": "#999999", "dash": "dot"})
     for i, v in enumerate(r.variants):
-        fig.add_scatter(x=r.preview_ref[i], y=r.preview[i], mode="markers", name=tr(v),
-                        marker={"color": VARIANT_COLORS[v], "size": 5, "opacity": 0.7})  # fmt: skip
+        fig.add_scatter(
+            x=r.preview_ref[i],
+            y=r.preview[i],
+            mode="markers",
+            name=tr(v),
+            marker={"color": VARIANT_COLORS[v], "size": 5, "opacity": 0.7},
+        )
     fig.update_xaxes(title=tr("g_full"))
     fig.update_yaxes(title=tr("g_acc"))
     return finish(fig, tr("scatter_title"), height=420)
@@ -85,11 +113,16 @@ def norm_figure(r: NormResult, tr: Text) -> go.Figure:
     fig = go.Figure()
     for i, line in enumerate(r.lines):
         rel = np.asarray(r.rel[i], dtype=float)
-        fig.add_scatter(x=r.ks, y=np.where(np.isnan(rel), np.nan, np.maximum(rel, LOG_FLOOR)), mode="lines+markers",
-                        name=tr(line), text=[sci(v) for v in rel], line={"color": LINE_COLORS[line], "width": 2},
-                        hovertemplate="k = %{x}: %{text}<extra>%{fullData.name}</extra>")  # fmt: skip
-    fig.add_hline(y=r.eps, line_dash="dot", annotation_text=f"eps({r.dtype}) = {r.eps:.1e}",
-                  annotation_position="bottom right")  # fmt: skip
+        fig.add_scatter(
+            x=r.ks,
+            y=np.where(np.isnan(rel), np.nan, np.maximum(rel, LOG_FLOOR)),
+            mode="lines+markers",
+            name=tr(line),
+            text=[sci(v) for v in rel],
+            line={"color": LINE_COLORS[line], "width": 2},
+            hovertemplate="k = %{x}: %{text}<extra>%{fullData.name}</extra>",
+        )
+    fig.add_hline(y=r.eps, line_dash="dot", annotation_text=f"eps({r.dtype}) = {r.eps:.1e}", annotation_position="bottom right")
     fig.update_xaxes(type="log", title=tr("k"), tickvals=r.ks, ticktext=[str(k) for k in r.ks])
     fig.update_yaxes(type="log", title=tr("rel_axis"), exponentformat="power")
     return finish(fig, tr("norm_title"), height=400)
@@ -114,8 +147,9 @@ def curves_figure(results: Sequence[CurvesResult], tr: Text) -> go.Figure:
         for i, v in enumerate(r.variants):
             color, dash, width = CURVE_STYLE[v]
             label = f"{tr(v)} — {tr('updates')} {int(r.updates[i])}, lr {r.lrs[i]:.3g}"
-            fig.add_scatter(x=r.steps, y=r.eval_loss[i], mode="lines", name=label,
-                            line={"color": color, "dash": dash, "width": width})  # fmt: skip
+            fig.add_scatter(
+                x=r.steps, y=r.eval_loss[i], mode="lines", name=label, line={"color": color, "dash": dash, "width": width}
+            )
     fig.update_xaxes(title=tr("effective_step"))
     fig.update_yaxes(title=tr("heldout_loss"))
     return finish(fig, tr("curves_title"), height=400)
@@ -124,13 +158,15 @@ def curves_figure(results: Sequence[CurvesResult], tr: Text) -> go.Figure:
 def curves_table(results: Sequence[CurvesResult], tr: Text) -> pd.DataFrame:
     """Return per way of training: optimizer steps, learning rate, final held-out loss and accuracy."""
     rows = [(r, i) for r in results for i in range(len(r.variants))]
-    return pd.DataFrame({
-        tr("variant"): [tr(r.variants[i]) for r, i in rows],
-        tr("updates"): [int(r.updates[i]) for r, i in rows],
-        "lr": [f"{r.lrs[i]:.4g}" for r, i in rows],
-        tr("final_loss"): [f"{r.eval_loss[i, -1]:.4f}" for r, i in rows],
-        tr("accuracy"): [f"{r.accuracy[i]:.1%}" for r, i in rows],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            tr("variant"): [tr(r.variants[i]) for r, i in rows],
+            tr("updates"): [int(r.updates[i]) for r, i in rows],
+            "lr": [f"{r.lrs[i]:.4g}" for r, i in rows],
+            tr("final_loss"): [f"{r.eval_loss[i, -1]:.4f}" for r, i in rows],
+            tr("accuracy"): [f"{r.accuracy[i]:.1%}" for r, i in rows],
+        }
+    )
 
 
 def _spread_ms(times: np.ndarray, median: float) -> tuple[float, float]:
@@ -145,15 +181,19 @@ def memory_bytes(step: AccumMemory | SaverRun) -> int:
 
 
 @same_inputs
-def _memory_and_time(labels: list[str], runs: Sequence[AccumMemory | SaverRun], cuda: bool, tr: Text, title: str,
-                     xtitle: str) -> go.Figure:  # fmt: skip
+def _memory_and_time(
+    labels: list[str], runs: Sequence[AccumMemory | SaverRun], cuda: bool, tr: Text, title: str, xtitle: str
+) -> go.Figure:
     """Bars of memory (left axis, MB) and points of time per step with their spread (right axis, ms)."""
     spreads = [_spread_ms(s.times, s.time_median) for s in runs]
     return memory_time_figure(
-        labels, [memory_bytes(s) / MB for s in runs], [1e3 * s.time_median for s in runs],
-        ([lo for lo, _ in spreads], [hi for _, hi in spreads]), (xtitle, tr("peak_mb" if cuda else "saved_mb"), tr("ms")),
+        labels,
+        [memory_bytes(s) / MB for s in runs],
+        [1e3 * s.time_median for s in runs],
+        ([lo for lo, _ in spreads], [hi for _, hi in spreads]),
+        (xtitle, tr("peak_mb" if cuda else "saved_mb"), tr("ms")),
         title,
-    )  # fmt: skip
+    )
 
 
 @same_inputs

@@ -3,7 +3,8 @@
 The graph in the result is exactly torch's: one node per grad_fn reachable from the output (leaves
 appear as their AccumulateGrad nodes), one edge per `next_functions` entry. Backward runs with a
 pre-hook on every node, so the visiting order is the order autograd really used, and with a hook
-that records the gradient each node sends along each of its edges.
+that records the gradient each node sends along each of its edges. The "Step through backward" tab
+draws the same result one visited node at a time.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from typing import Any
 import torch
 
 from core import expr as parser
-from core.params import InvalidParams, Params, bounds, shape_spec, text_spec
-from core.runner import RunContext
-from core.tensors import Experiment
+from core.experiment import Experiment, Prediction, RunContext, first_line
+from core.params import InvalidParams, Params, bounds, seed_field, shape_spec, text_spec
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,7}$")
 SLOTS = (1, 2, 3)
+MAX_SIDE = 6  # a variable's shape is at most 6 x 6
+WORK_PER_OP = MAX_SIDE**3  # the costliest operation: matmul of two 6 x 6 matrices
 
 
 def _name(default: str) -> Any:
@@ -33,7 +35,7 @@ def _value(default: float) -> Any:
 
 
 def _shape() -> Any:
-    return field(default=(), metadata=shape_spec(max_dims=2, min_dims=0, lo=1, hi=6))
+    return field(default=(), metadata=shape_spec(max_dims=2, min_dims=0, lo=1, hi=MAX_SIDE))
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class GraphParams(Params):
     v3_shape: tuple[int, ...] = _shape()
     v3_grad: bool = True
     retain_grad: bool = False
-    seed: int = field(default=0, metadata=bounds(0, 2**31 - 1))
+    seed: int = seed_field()
 
     def variables(self) -> list[tuple[str, float, tuple[int, ...], bool]]:
         """Return (name, value, shape, requires_grad) of every slot with a name."""
@@ -66,6 +68,7 @@ class GraphParams(Params):
         return out
 
     def validate(self) -> None:
+        """Raise InvalidParams for a bad field, a bad or repeated variable name, or an expression the parser refuses."""
         super().validate()
         seen: set[str] = set()
         for i in SLOTS:
@@ -82,6 +85,10 @@ class GraphParams(Params):
     def program(self) -> parser.Program:
         """Return the checked program (validate() has accepted it)."""
         return parser.parse(self.expr, [v[0] for v in self.variables()])
+
+    def estimate_work(self) -> float:
+        """Return the element operations of forward and backward: at most one 6 x 6 matmul per character of the expression."""
+        return 3.0 * min(parser.MAX_NODES, len(self.expr)) * WORK_PER_OP
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,8 @@ class GraphEdge:
 
 @dataclass(frozen=True)
 class GraphResult:
+    """Torch's graph of one program, backward's visiting order, and every named tensor's .grad."""
+
     nodes: tuple[GraphNode, ...]
     edges: tuple[GraphEdge, ...]
     order: tuple[int, ...]  # node ids in the order backward visited them
@@ -117,6 +126,12 @@ class GraphResult:
     summed: bool  # the output was not a scalar: backward ran on its sum (gradient of ones)
     grads: tuple[tuple[str, str | None], ...]  # (tensor name, its .grad) for every named tensor
     torch_error: str | None
+
+    def node_at(self, step: int) -> GraphNode | None:
+        """Return the node backward visits at `step` (1 is the output's), or None at step 0 and past the end."""
+        if not 0 < step <= len(self.order):
+            return None
+        return next((n for n in self.nodes if n.id == self.order[step - 1]), None)
 
 
 def fmt_tensor(t: torch.Tensor | None) -> str | None:
@@ -143,14 +158,14 @@ def make_variables(p: GraphParams, ctx: RunContext) -> dict[str, torch.Tensor]:
     return env
 
 
-def run_graph(p: GraphParams, ctx: RunContext) -> GraphResult:
+def run(p: GraphParams, ctx: RunContext) -> GraphResult:
     """Evaluate the expression, draw torch's graph, run backward while recording what flows where."""
     program = p.program()
     env = make_variables(p, ctx)
     try:
         evaluation = parser.evaluate(program, env)
     except RuntimeError as e:
-        return _failed(program, str(e))
+        return _failed(program, e)
     y, steps = evaluation.output, evaluation.steps
     if p.retain_grad:
         for step in steps:
@@ -168,7 +183,7 @@ def run_graph(p: GraphParams, ctx: RunContext) -> GraphResult:
         try:
             y.backward(torch.ones_like(y) if summed else None)  # type: ignore[no-untyped-call]
         except RuntimeError as e:
-            return _failed(program, str(e))
+            return _failed(program, e)
     for h in handles:
         h.remove()
     labels = {id(step.tensor.grad_fn): step.text for step in steps if step.tensor.grad_fn is not None}
@@ -180,15 +195,16 @@ def run_graph(p: GraphParams, ctx: RunContext) -> GraphResult:
     graph_nodes = tuple(_describe(node, i, labels, values, leaf_names) for node, i in nodes.items())
     graph_edges = tuple(GraphEdge(src, dst, fmt_tensor(_pick(sent.get(src), k))) for src, dst, k in edges)
     named = {**env, **evaluation.named}
-    grads = tuple((name, fmt_tensor(t.grad) if t.requires_grad and (t.is_leaf or p.retain_grad) else None)
-                  for name, t in named.items())  # fmt: skip
-    return GraphResult(graph_nodes, graph_edges, tuple(order), fmt_tensor(y) or "", program.output_name, summed,
-                       grads, None)  # fmt: skip
+    grads = tuple(
+        (name, fmt_tensor(t.grad) if t.requires_grad and (t.is_leaf or p.retain_grad) else None) for name, t in named.items()
+    )
+    output = fmt_tensor(y) or ""
+    return GraphResult(graph_nodes, graph_edges, tuple(order), output, program.output_name, summed, grads, None)
 
 
-def _failed(program: parser.Program, message: str) -> GraphResult:
-    first = message.strip().splitlines()[0][:400] if message.strip() else "RuntimeError"
-    return GraphResult((), (), (), "", program.output_name, False, (), first)
+def _failed(program: parser.Program, error: RuntimeError) -> GraphResult:
+    """Return the result of a program torch refused: no graph, torch's message."""
+    return GraphResult((), (), (), "", program.output_name, False, (), first_line(error))
 
 
 def _pick(grads: tuple[torch.Tensor | None, ...] | None, k: int) -> torch.Tensor | None:
@@ -215,13 +231,15 @@ def _walk(root: Any) -> tuple[dict[Any, int], list[tuple[int, int, int]]]:
     return nodes, edges
 
 
-def _describe(node: Any, i: int, labels: dict[int, str], values: dict[int, torch.Tensor],
-              leaf_names: dict[int, str]) -> GraphNode:  # fmt: skip
+def _describe(
+    node: Any, i: int, labels: dict[int, str], values: dict[int, torch.Tensor], leaf_names: dict[int, str]
+) -> GraphNode:
+    """Return what the page shows on one node: its op, label, value, shape and .grad."""
     op = type(node).__name__
     if op == "AccumulateGrad":
         leaf = node.variable
-        return GraphNode(i, op, leaf_names.get(id(leaf), "leaf"), fmt_tensor(leaf) or "", tuple(leaf.shape), True,
-                         True, fmt_tensor(leaf.grad))  # fmt: skip
+        name = leaf_names.get(id(leaf), "leaf")
+        return GraphNode(i, op, name, fmt_tensor(leaf) or "", tuple(leaf.shape), True, True, fmt_tensor(leaf.grad))
     t = values.get(id(node))
     if t is None:  # a node torch added inside one of our operations
         return GraphNode(i, op, "", "", (), False, True, None)
@@ -229,31 +247,40 @@ def _describe(node: Any, i: int, labels: dict[int, str], values: dict[int, torch
     return GraphNode(i, op, labels[id(node)], fmt_tensor(t) or "", tuple(t.shape), False, True, grad)
 
 
-def code_graph(p: GraphParams) -> str:
-    """Return a script that builds the same tensors and expression, runs backward and prints the grads."""
+def context(p: GraphParams, device_type: str) -> dict[str, Any]:
+    """Return the values of autograd_graph.py.j2: the same tensors and statements, then backward and every .grad."""
     program = p.program()
-    lines = ["import torch", ""]
-    if any(shape for _, _, shape, _ in p.variables()):
-        lines.append(f"g = torch.Generator().manual_seed({p.seed})")
-    for name, value, shape, grad in p.variables():
-        make = f"{value} + torch.randn({shape}, generator=g)" if shape else f"torch.tensor({value})"
-        lines.append(f"{name} = ({make}).requires_grad_({grad})")
     out = program.output_name
-    for target, node in program.statements:
-        lines.append(f"{target or out} = {parser.render(node, torch_prefix=True)}")
-        if p.retain_grad and target:
-            lines.append(f"if {target}.requires_grad:\n    {target}.retain_grad()  # keep .grad of a non-leaf")
-    lines += [
-        f'print("{out} =", {out})',
-        f"if {out}.requires_grad:",
-        f"    {out}.backward(torch.ones_like({out}))  # ones: the gradient of {out}.sum(), for any shape",
+    variables = [{"name": name, "value": value, "shape": shape, "grad": grad} for name, value, shape, grad in p.variables()]
+    statements = [
+        {"target": target or out, "expr": parser.render(node, torch_prefix=True), "retain": p.retain_grad and bool(target)}
+        for target, node in program.statements
     ]
-    names = [v[0] for v in p.variables()] + [n for n, _ in program.statements if n and n != out]
-    for name in names:
-        lines.append(f'print("{name}.grad =", {name}.grad)')
-    return "\n".join(lines) + "\n"
+    named = [name for name, _ in program.statements if name and name != out]
+    return {
+        "seed": p.seed,
+        "shaped": any(v["shape"] for v in variables),
+        "variables": variables,
+        "statements": statements,
+        "out": out,
+        "grad_names": [v["name"] for v in variables] + named,
+    }
 
 
+def shown(r: GraphResult) -> list[float | str]:
+    """Return what the script prints verbatim: which tensors end up with a .grad and which print None.
+
+    The values themselves are rounded differently (4 significant digits on the page, 4 decimals
+    in torch's print); tests/core/test_autograd_graph.py compares them within that rounding.
+    """
+    texts: list[float | str] = [f"{r.output_name} = tensor("]
+    for name, grad in r.grads:
+        if name != r.output_name:  # the script prints every .grad but the output's
+            texts.append(f"{name}.grad = None" if grad is None else f"{name}.grad = tensor(")
+    return texts
+
+
+# The preset picker's choices (labels in graph.preset_choices); "seeds" is the default.
 EXAMPLES: dict[str, GraphParams] = {
     "seeds": GraphParams(),
     "named": GraphParams(expr="a = x + w; b = w + 1; y = a * b", retain_grad=True),
@@ -263,5 +290,28 @@ EXAMPLES: dict[str, GraphParams] = {
     "vector": GraphParams(expr="y = tanh(x * w)", v1_shape=(4,), v2_value=0.5),
 }
 
+GRAPH = Experiment(
+    "graph",
+    GraphParams,
+    run,
+    script="autograd_graph.py.j2",
+    context=context,
+    shown=shown,
+    examples=(EXAMPLES["named"], EXAMPLES["frozen"], EXAMPLES["matrix"], EXAMPLES["vector"]),
+)
 
-EXPERIMENTS = {"graph": Experiment(GraphParams, run_graph, code_graph)}
+
+def _w_grad(r: GraphResult) -> str:
+    """Return w.grad as the page shows it ("5" for the seeds' y = (x + w) * (w + 1) at x = 2, w = 1)."""
+    return dict(r.grads).get("w") or ""
+
+
+W_GRAD = Prediction(
+    "w_grad",
+    GRAPH,
+    GraphParams(),
+    options=("2", "3", "5", "6"),
+    answer=_w_grad,
+    question="graph.predict_q",
+    why="graph.predict_why",
+)

@@ -1,0 +1,143 @@
+"""detach() vs .data: both share the tensor's memory, but only detach() shares its version counter.
+
+sigmoid saves its output for backward. Zeroing that output in place through .data goes unnoticed
+and the gradient comes out silently wrong; through detach() autograd sees the version move and
+refuses, with an error that is part of the lesson (`torch_error`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.experiment import Experiment, Prediction, RunContext, first_line, to_numpy
+from core.lessons.autograd.common import backward
+from core.params import Params, bounds, choices
+
+DETACH_WAYS = ("data", "detach")
+DETACH_VALUES = ("arange", "linspace")  # 1, 2, ..., n as in the seeds, or n points in [-2, 2]
+VALUES_CODE = {"arange": "torch.arange(1, {n} + 1, dtype=torch.float32)", "linspace": "torch.linspace(-2, 2, {n})"}
+OPS_PER_VALUE = 30  # element operations per value of a: two ways' forward and backward, and the true gradient
+
+
+@dataclass(frozen=True)
+class DetachParams(Params):
+    """Which way the code panel shows first, the values of a and how many."""
+
+    way: str = field(default="data", metadata=choices(*DETACH_WAYS))
+    values: str = field(default="arange", metadata=choices(*DETACH_VALUES))
+    n: int = field(default=3, metadata=bounds(1, 8))
+
+    def estimate_work(self) -> float:
+        """Return the element operations of both ways on n values."""
+        return float(OPS_PER_VALUE * self.n)
+
+
+@dataclass(frozen=True)
+class DetachWay:
+    """What happened when c = out.data (or out.detach()) was zeroed in place before backward."""
+
+    way: str
+    out_after: np.ndarray  # out's values after c.zero_(): zeros both ways, the memory is shared
+    out_version_before: int  # out._version before c.zero_()
+    out_version_after: int  # .data: unchanged (own counter); detach: +1 (shared counter)
+    c_version_after: int
+    grad: np.ndarray | None  # a.grad after out.sum().backward(); None when backward raised
+    torch_error: str | None
+
+
+@dataclass(frozen=True)
+class DetachResult:
+    """Both ways side by side, with a, sigmoid(a) and the true gradient computed without autograd."""
+
+    a: np.ndarray
+    out: np.ndarray  # sigmoid(a) before anything was zeroed
+    true_grad: np.ndarray  # sigmoid(a) * (1 - sigmoid(a)), computed without autograd
+    data: DetachWay
+    detach: DetachWay
+    torch_error: str | None  # the chosen way's error (None for .data: it is silently wrong)
+
+    def chosen(self, way: str) -> DetachWay:
+        """Return the outcome of one way, "data" or "detach"."""
+        return self.data if way == "data" else self.detach
+
+
+def _inputs(p: DetachParams, device: torch.device) -> torch.Tensor:
+    """Return the values of a: 1, 2, ..., n (the seeds' example) or n points in [-2, 2]."""
+    if p.values == "arange":
+        return torch.arange(1, p.n + 1, dtype=torch.float32, device=device)
+    return torch.linspace(-2, 2, p.n, device=device)
+
+
+def _try_way(way: str, values: torch.Tensor) -> DetachWay:
+    """Return what zeroing out.data / out.detach() in place does to the gradient of a.sigmoid()."""
+    a = values.clone().requires_grad_()
+    out = a.sigmoid()  # sigmoid's backward reuses its saved output: grad = out * (1 - out)
+    before = out._version
+    c = out.data if way == "data" else out.detach()
+    c.zero_()
+    after, out_after = out._version, to_numpy(out)
+    try:
+        backward(out.sum())
+    except RuntimeError as e:
+        return DetachWay(way, out_after, before, after, c._version, None, first_line(e))
+    assert a.grad is not None
+    return DetachWay(way, out_after, before, after, c._version, to_numpy(a.grad), None)
+
+
+def run(p: DetachParams, ctx: RunContext) -> DetachResult:
+    """Return both ways side by side: .data's silently wrong gradient and detach's error."""
+    a = _inputs(p, ctx.device)
+    sig = 1 / (1 + np.exp(-to_numpy(a, float64=True)))
+    data, detach = _try_way("data", a), _try_way("detach", a)
+    chosen = data if p.way == "data" else detach
+    return DetachResult(to_numpy(a), to_numpy(a.sigmoid()), sig * (1 - sig), data, detach, chosen.torch_error)
+
+
+def context(p: DetachParams, device_type: str) -> dict[str, Any]:
+    """Return the values of detach_vs_data.py.j2: the chosen way first, then the other, then the true gradient."""
+    values = VALUES_CODE[p.values].format(n=p.n)
+    order = ["data", "detach"] if p.way == "data" else ["detach", "data"]
+    take = {"data": "out.data", "detach": "out.detach()"}
+    return {"values": values, "ways": [{"name": way, "take": take[way]} for way in order]}
+
+
+def shown(r: DetachResult) -> list[float | str]:
+    """Return, for each way, the version counters, a.grad and torch's error, as the table and warnings show them."""
+    out: list[float | str] = []
+    for way in (r.data, r.detach):
+        out.append(f"{way.way}: out._version {way.out_version_before} -> {way.out_version_after}")
+        out += [] if way.grad is None else list(way.grad)
+        out += [] if way.torch_error is None else [way.torch_error]
+    return out
+
+
+DETACH = Experiment(
+    "detach",
+    DetachParams,
+    run,
+    script="detach_vs_data.py.j2",
+    context=context,
+    shown=shown,
+    examples=(DetachParams(way="detach", values="linspace", n=8),),
+)
+
+
+def _which_raises(r: DetachResult) -> str:
+    """Return the way whose backward raised (".detach()" for the seeds' example), or "both_or_neither"."""
+    raised = (r.data.torch_error is not None, r.detach.torch_error is not None)
+    return {(True, False): ".data", (False, True): ".detach()"}.get(raised, "both_or_neither")
+
+
+WHICH_RAISES = Prediction(
+    "detach",
+    DETACH,
+    DetachParams(),
+    options=(".data", ".detach()", "both_or_neither"),
+    answer=_which_raises,
+    question="detach.predict_q",
+    why="detach.predict_why",
+)
