@@ -18,4 +18,4 @@ def route_apptest_through_app() -> None:
             super().__init__(*args, **kwargs)  # type: ignore[arg-type]
             PagesManager.uses_pages_directory = False
 
-    app_test.PagesManager = RoutedPagesManager  # type: ignore[misc]
+    app_test.PagesManager = RoutedPagesManager  # type: ignore[attr-defined]

@@ -13,16 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from urllib.parse import quote
 
 from playwright.sync_api import Page, sync_playwright
 
-from bench.pages import APP, ROOT, SERVER_TIMEOUT_S, answers, free_port, stop_server, tail, wait_until
+from bench.pages import running_server
 from core.lessons.autograd import graph as autograd_graph
 from core.runner import execute
 
@@ -86,46 +84,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cases = {"default (y = (x + w) * (w + 1))": autograd_graph.GraphParams().expr, "200-node graph": BIG_EXPR}
     sizes = {name: len(execute(autograd_graph.run, autograd_graph.GraphParams(expr=e)).nodes) for name, e in cases.items()}
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(APP),
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-    ]
     results: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.perf_counter() + SERVER_TIMEOUT_S
-            if not wait_until(lambda: answers(f"{base}/_stcore/health", b"ok"), proc, deadline):
-                print(f"no server: {tail(log)}")
-                return 0
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                time_graph(page, base, cases["default (y = (x + w) * (w + 1))"], 5, 1)  # warm-up: imports, cache
-                for name, expr in cases.items():
-                    loads, reruns = time_graph(page, base, expr, sizes[name], args.runs)
-                    print(f"{name}: loads {[round(v) for v in loads]} reruns {[round(v) for v in reruns]}", flush=True)
-                    results[name] = {
-                        "nodes": sizes[name],
-                        "load_p50": statistics.median(loads),
-                        "load_p95": percentile(loads, 95),
-                        "rerun_p50": statistics.median(reruns),
-                        "rerun_p95": percentile(reruns, 95),
-                    }
-                browser.close()
-        finally:
-            stop_server(proc)
+    with running_server() as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        time_graph(page, base, cases["default (y = (x + w) * (w + 1))"], 5, 1)  # warm-up: imports, cache
+        for name, expr in cases.items():
+            loads, reruns = time_graph(page, base, expr, sizes[name], args.runs)
+            print(f"{name}: loads {[round(v) for v in loads]} reruns {[round(v) for v in reruns]}", flush=True)
+            results[name] = {
+                "nodes": sizes[name],
+                "load_p50": statistics.median(loads),
+                "load_p95": percentile(loads, 95),
+                "rerun_p50": statistics.median(reruns),
+                "rerun_p95": percentile(reruns, 95),
+            }
+        browser.close()
     print(f"Autograd graph in Chromium, real server, {args.runs} runs each (ms); goal: 200 nodes drawn within {GOAL_MS:.0f} ms")
     print(f"{'graph':34} {'nodes':>5} {'load p50':>9} {'load p95':>9} {'rerun p50':>10} {'rerun p95':>10}  verdict")
     for name, r in results.items():

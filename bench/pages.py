@@ -8,6 +8,7 @@ the figures; a missed goal is reported, never turned into a failing exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -21,7 +22,7 @@ import time
 import typing
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -200,11 +201,9 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-def server_start_once() -> tuple[float, float]:
-    """Launch `streamlit run app.py` once; return seconds until /_stcore/health says ok and until GET / is 200."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [
+def streamlit_command(port: int) -> list[str]:
+    """Return the command that serves app.py on loopback at port, headless."""
+    return [
         sys.executable,
         "-m",
         "streamlit",
@@ -217,9 +216,30 @@ def server_start_once() -> tuple[float, float]:
         "--server.headless",
         "true",
     ]
+
+
+@contextlib.contextmanager
+def running_server() -> Iterator[str]:
+    """Serve app.py on a free loopback port until the block ends; yield its base URL once /_stcore/health says ok."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(streamlit_command(port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            if not wait_until(lambda: answers(f"{base}/_stcore/health", b"ok"), proc, time.perf_counter() + SERVER_TIMEOUT_S):
+                raise RuntimeError(f"no healthy server within {SERVER_TIMEOUT_S:.0f} s: {tail(log)}")
+            yield base
+        finally:
+            stop_server(proc)
+
+
+def server_start_once() -> tuple[float, float]:
+    """Launch `streamlit run app.py` once; return seconds until /_stcore/health says ok and until GET / is 200."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
         start = time.perf_counter()
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(streamlit_command(port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = start + SERVER_TIMEOUT_S
             if not wait_until(lambda: answers(f"{base}/_stcore/health", b"ok"), proc, deadline):

@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from playwright.sync_api import Page, sync_playwright
 
-from bench.pages import answers, free_port, stop_server
+from bench.pages import running_server
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 # (path with query, widget key): one control on each of three tabs (signal.depth was a number box before
 # the sliders came; the arrow keys move both kinds by one step).
@@ -107,40 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.slider", description=__doc__.splitlines()[0])
     parser.add_argument("--moves", type=int, default=12, help="timed moves per control (12)")
     args = parser.parse_args(argv)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-    ]
     figures: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 90
-            while not answers(f"{base}/_stcore/health", b"ok"):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the server did not start")
-                time.sleep(0.1)
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM)
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                for path, key in CONTROLS:
-                    ms = np.asarray(measure(page, base, path, key, args.moves)) * 1000
-                    p50, p95 = np.percentile(ms, [50, 95])
-                    figures[f"{path} {key}"] = {"p50_ms": round(float(p50), 1), "p95_ms": round(float(p95), 1), "n": len(ms)}
-                browser.close()
-        finally:
-            stop_server(proc)
+    with running_server() as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for path, key in CONTROLS:
+            ms = np.asarray(measure(page, base, path, key, args.moves)) * 1000
+            p50, p95 = np.percentile(ms, [50, 95])
+            figures[f"{path} {key}"] = {"p50_ms": round(float(p50), 1), "p95_ms": round(float(p95), 1), "n": len(ms)}
+        browser.close()
     print("\nSlider-to-chart latency in Chromium, cached results (ms)")
     for name, f in figures.items():
         print(f"  {name:<50} p50 {f['p50_ms']:>8.1f}   p95 {f['p95_ms']:>8.1f}   n={f['n']:.0f}")

@@ -13,7 +13,7 @@ from core.lessons.devices import facts as devices_facts
 from core.lessons.devices.facts import FACTS, FactsParams, FactsResult
 from core.params import ladder_values
 from core.runner import Config, cpu_model, execute
-from tests.scripts import numbers, run_scripts
+from tests.scripts import run_scripts
 
 CPU = torch.device("cpu")
 CUDA_AVAILABLE = torch.cuda.is_available()
@@ -98,15 +98,10 @@ def test_facts_on_cuda() -> None:
         assert gpu.multiprocessors == props.multi_processor_count
 
 
-def test_the_script_prints_what_the_page_shows(tmp_path: Path) -> None:
-    # The contract suite runs a timing experiment's script without comparing: here its untimed lines are.
+def test_the_script_says_what_each_copy_did(tmp_path: Path) -> None:
+    # The contract suite compares the numbers of `shown`; here, what the script says about each copy.
     p = FACTS.examples[0]
     done = run_scripts({"facts": FACTS.write_script(p, "cpu")}, tmp_path)["facts"]
     assert done.rc == 0, done.err
-    assert FACTS.shown is not None
-    shown = FACTS.shown(run(p))
-    assert [s for s in shown if isinstance(s, str) and s not in done.out] == []
-    printed = numbers(done.out)
-    assert [v for v in shown if not isinstance(v, str) and v not in printed] == []
     assert "nothing copied" in done.out.split("x.to('cpu'):")[1].splitlines()[0]
     assert ("x.to('cuda'):" in done.out) == CUDA_AVAILABLE

@@ -153,12 +153,10 @@ def test_every_setting_fits_the_default_budget_and_long_timings_weigh() -> None:
 
 
 def test_the_script_measures_the_same_chunks_and_models_the_same_splits(tmp_path: Path) -> None:
-    # The contract suite runs a timing experiment's script without comparing: here its untimed lines are.
+    # The contract suite compares the numbers of `shown`; here, the split the script's own model picks.
     p = PIPELINE.examples[0]
     done = run_scripts({"pipeline": PIPELINE.write_script(p, "cpu")}, tmp_path)["pipeline"]
     assert done.rc == 0, done.err
-    assert PIPELINE.shown is not None
     r = run(p)
-    assert [s for s in PIPELINE.shown(r) if isinstance(s, str) and s not in done.out] == []
     best = int(done.out.split("best split ")[1].split(";")[0])
     assert best in r.splits.tolist()

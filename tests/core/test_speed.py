@@ -670,8 +670,8 @@ def test_as_tensor_shares_at_the_predictions_params() -> None:
 
 # --------------------------------------------------------------------------------------------
 # The scripts count for themselves: saved bytes and new outputs with their own hooks, FLOPs by
-# their own formula, sharing with numpy. The contract skips `shown` for timing experiments (their
-# times differ per run); what `shown` lists here is deterministic, so it is compared.
+# their own formula, sharing with numpy. The contract suite compares what `shown` lists; these
+# check what the scripts compute on their own beyond it.
 
 EXAMPLES = [(e, p) for e in EXPERIMENTS for p in e.examples]
 
@@ -693,26 +693,6 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
     folder: Path = tmp_path_factory.mktemp("speed_scripts")  # no core/ here: the scripts must stand alone
     sources = {example_id(case): case[0].write_script(case[1], "cpu") for case in EXAMPLES}
     return run_scripts(sources, folder, timeout=300, warm_up=True)
-
-
-@pytest.mark.parametrize("case", EXAMPLES, ids=example_id)
-def test_the_script_prints_what_the_page_shows(case: tuple[Experiment[Any, Any], Params], ran: dict[str, Ran]) -> None:
-    experiment, p = case
-    done = ran[example_id(case)]
-    assert done.rc == 0, done.err
-    assert experiment.shown is not None
-    shown = experiment.shown(run(experiment, p))
-    printed = numbers(done.out.lower())
-    missing = [
-        item
-        for item in shown
-        if (
-            item not in done.out
-            if isinstance(item, str)
-            else not any(math.isclose(float(item), v, rel_tol=1e-6) for v in printed)
-        )
-    ]
-    assert missing == [], done.out
 
 
 def test_the_footprint_script_checkpoints_with_exact_gradients(ran: dict[str, Ran]) -> None:

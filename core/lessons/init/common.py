@@ -7,6 +7,7 @@ fills a weight that way and `init_call` writes the same call as script text, so 
 from __future__ import annotations
 
 import math
+import typing
 from typing import Literal, cast
 
 import numpy as np
@@ -15,21 +16,6 @@ from torch import nn
 
 BINS = 40  # histogram bins of every distribution the lesson draws
 LAYERS = ("linear", "conv2d")
-# Every name torch.nn.init.calculate_gain accepts.
-NONLINEARITIES = (
-    "linear",
-    "conv1d",
-    "conv2d",
-    "conv3d",
-    "conv_transpose1d",
-    "conv_transpose2d",
-    "conv_transpose3d",
-    "sigmoid",
-    "tanh",
-    "relu",
-    "leaky_relu",
-    "selu",
-)
 Nonlinearity = Literal[
     "linear",
     "conv1d",
@@ -44,6 +30,8 @@ Nonlinearity = Literal[
     "leaky_relu",
     "selu",
 ]
+# Every name torch.nn.init.calculate_gain accepts.
+NONLINEARITIES: tuple[str, ...] = typing.get_args(Nonlinearity)
 FanMode = Literal["fan_in", "fan_out"]
 
 ACTIVATIONS = ("linear", "tanh", "relu", "leaky_relu", "sigmoid", "selu", "gelu")
