@@ -401,7 +401,9 @@ def choose_language(page: Page, label: str) -> None:
 # Fixtures
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: a live sync Playwright keeps an event loop running in this thread, and
+# other modules run later in the same worker (the replica and load tests) need asyncio and Playwright too.
+@pytest.fixture(scope="module")
 def app_server(artifacts: Path) -> Iterator[StreamlitServer]:
     """Start this worker's `streamlit run` (log: test-artifacts/streamlit-server[-gwN].log); stop it at the end."""
     log_path = artifacts / f"streamlit-server{worker_suffix()}.log"
@@ -417,14 +419,14 @@ def base_url(app_server: StreamlitServer) -> str:
     return app_server.url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     """Yield a running Playwright driver."""
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Yield headless Debian Chromium (Playwright's own browser download does not work here)."""
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
