@@ -64,8 +64,10 @@ def test_one_table_per_lesson_plus_a_common_one_and_no_key_twice(lang: str) -> N
     keys = [key for path in files for key, _ in read_strings(path)]
     assert sorted({k for k in keys if keys.count(k) > 1}) == []
     for lesson in LESSONS:  # a lesson's strings live in its own table
-        own = {key.split(".")[0] for key, _ in read_strings(LESSON_DIR / lang / f"{lesson.slug}.toml")}
+        keys = {key for key, _ in read_strings(LESSON_DIR / lang / f"{lesson.slug}.toml")}
+        own = {key.split(".")[0] for key in keys}
         assert {e.name for e in lesson.experiments} <= own | {lesson.slug}, lesson.slug
+        assert {f"nav.{lesson.slug}", f"nav.{lesson.slug}_desc"} <= keys, f"{lesson.slug}: its title lives with it"
 
 
 def test_every_literal_key_in_the_code_exists() -> None:

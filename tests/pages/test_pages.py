@@ -122,6 +122,8 @@ HOSTILE = {
     "malformed unicode": ("dtype", {"dtype.src": "\ufffd\ufffd", "dtype.dst": "ｆｌｏａｔ３２", "dtype.n": "%E0%A4%A"}),
     "wrong types": ("inplace", {"inplace.n": "1.5", "inplace.value": "nan", "inplace.form": ""}),
     "very long": ("numpy", {"numpy.way": "a" * 100_000, "numpy.n": "1" * 5000}),
+    # Digits Python's int()/float() would read but a link must not: superscript, circled, Arabic-Indic, full-width, "_".
+    "unicode digits": ("create", {"create.n": "²", "create.a": "٣", "create.seed": "①", "create.b": "１", "create.p": "0_5"}),
 }
 
 
@@ -134,6 +136,16 @@ def test_hostile_query_strings(case: str, lang: str) -> None:
     assert at.warning, "a rejected URL value must be named in a warning"
     assert len(at.get("plotly_chart")) + len(at.dataframe) >= 1, "the defaults still run"
     assert all(bool(HAN.search(w.value)) == (lang == "zh") for w in at.warning)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("raw", ["²", "①", "٣", "１", "1_0", "99999", "-3"])
+def test_a_step_in_the_link_is_read_by_the_codec(raw: str, lang: str) -> None:
+    at = open_page(PAGES[2], lang, {"tab": "backward", "backward.step": raw})
+    assert_healthy(at)
+    assert not at.error, texts(at.error)
+    step = at.slider(key="backward.step")
+    assert step.min <= step.value <= step.max
 
 
 def test_budget_refusal_is_explained_and_the_next_run_works() -> None:
