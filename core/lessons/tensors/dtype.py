@@ -15,9 +15,9 @@ from core.measure import time_call
 from core.params import Params, choices, ladder
 
 DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
+# Seconds torch.utils.benchmark times the conversion: 0.05 s gives four or more blocks (a spread) in ~0.1 s.
+MIN_RUN_TIME = 0.05
 # Values chosen to show truncation, rounding, overflow and lost integers.
-# Seconds torch.utils.benchmark times the conversion: blocks of calls last 10-100 ms, so a spread needs several.
-MIN_RUN_TIME = 0.2
 SAMPLE_VALUES = (-2.7, -0.5, 0.1, 0.5, 1.5, 2.5, 3.99, 200.0, 300.0, 70000.0, 16777217.0, 1e-8)
 
 

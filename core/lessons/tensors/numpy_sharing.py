@@ -17,8 +17,9 @@ from core.params import Params, choices, ladder
 NUMPY_WAYS = ("from_numpy", "as_tensor", "tensor", "numpy")
 NP_DTYPES = ("float64", "float32", "int64")
 CPU = torch.device("cpu")  # NumPy arrays live in CPU memory
-# Seconds torch.utils.benchmark times each way: blocks of calls last 10-100 ms, so this gives a few blocks per way.
-MIN_RUN_TIME = 0.1
+# Seconds torch.utils.benchmark times each way: three or more blocks of calls at the default size (measured:
+# 0.02 s gives 3 blocks and a non-zero spread in ~70 ms per way; the page waits for every way).
+MIN_RUN_TIME = 0.02
 
 
 @dataclass(frozen=True)
