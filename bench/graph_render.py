@@ -20,20 +20,10 @@ from urllib.parse import quote
 
 from playwright.sync_api import Page, sync_playwright
 
-from bench.pages import running_server
+from bench.pages import CHROMIUM, CHROMIUM_ARGS, running_server
 from core.lessons.autograd import graph as autograd_graph
 from core.runner import execute
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 NODES = '[data-testid="stGraphVizChart"] g.node'
 GOAL_MS = 2000.0
 BIG_EXPR = "y = " + "+".join(["sin(x*w)"] * 67)  # 202 autograd nodes, 606 characters
@@ -86,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = {name: len(execute(autograd_graph.run, autograd_graph.GraphParams(expr=e)).nodes) for name, e in cases.items()}
     results: dict[str, dict[str, float]] = {}
     with running_server() as base, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         time_graph(page, base, cases["default (y = (x + w) * (w + 1))"], 5, 1)  # warm-up: imports, cache
         for name, expr in cases.items():

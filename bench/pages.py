@@ -46,6 +46,17 @@ IMPORT_LINE = "import core.lessons.tensors, core.charts, ui.run"
 PAGES: dict[str, tuple[str | None, str]] = {"home": (None, "")} | {
     f"{lesson.slug}/{tab}": (lesson.page, tab) for lesson in LESSONS for tab in lesson.tabs if tab != "pitfalls"
 }
+CHROMIUM = "/usr/bin/chromium"  # Debian's Chromium, driven by Playwright (its own browser download does not work here)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 GOALS_MS = {"uncached": 300.0, "cached": 100.0}  # p95 goals per page, from the issue (2-core CPU machine)
 SERVER_TIMEOUT_S = 90.0
 POLL_S = 0.02

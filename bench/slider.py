@@ -20,9 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 from playwright.sync_api import Page, sync_playwright
 
-from bench.pages import running_server
+from bench.pages import CHROMIUM, CHROMIUM_ARGS, running_server
 
-CHROMIUM = "/usr/bin/chromium"
 # (path with query, widget key): one control on each of three tabs (signal.depth was a number box before
 # the sliders came; the arrow keys move both kinds by one step).
 CONTROLS = [
@@ -105,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     figures: dict[str, dict[str, float]] = {}
     with running_server() as base, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for path, key in CONTROLS:
             ms = np.asarray(measure(page, base, path, key, args.moves)) * 1000

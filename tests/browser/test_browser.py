@@ -51,22 +51,13 @@ pytest.importorskip("playwright.sync_api", reason="BROWSER TESTS SKIPPED: the pl
 
 from playwright.sync_api import Browser, Dialog, Locator, Page, Playwright, expect, sync_playwright  # noqa: E402
 
+from bench.pages import CHROMIUM_ARGS, streamlit_command  # noqa: E402
 from core.lessons import LESSONS  # noqa: E402
 from ui.i18n import strings  # noqa: E402
 
 pytestmark = pytest.mark.browser
 PLOTLY_SELECTOR = '[data-testid="stPlotlyChart"] .js-plotly-plot'
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_S = 60.0  # every wait: server start, script runs, charts drawing
 TIMEOUT_MS = int(TIMEOUT_S * 1000)
@@ -223,21 +214,7 @@ def streamlit_server(log_path: Path, attempts: int = 3) -> Iterator[StreamlitSer
     for _ in range(attempts):
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
-        command = [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ]
+        command = streamlit_command(port)
         with log_path.open("ab") as log:
             log.write(f"\n===== {' '.join(command)}\n".encode())
             log.flush()
