@@ -120,6 +120,7 @@ class Recorder:
     errors: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
     error_alerts: int = 0
+    error_alert_samples: Counter[str] = field(default_factory=Counter)
     exception_samples: Counter[str] = field(default_factory=Counter)
     disconnect_codes: Counter[str] = field(default_factory=Counter)
     changes_without_control: int = 0
@@ -140,6 +141,7 @@ class Recorder:
         self.exception_samples.update(result.exceptions)
         self.warnings.update(result.warnings)
         self.error_alerts += result.error_alerts
+        self.error_alert_samples.update(result.error_texts)
         self.errors["page_not_found"] += result.page_not_found
         self.messages += result.messages
         self.bytes += result.bytes
@@ -593,6 +595,7 @@ def build_report(
         "exception_samples": [text for text, _ in rec.exception_samples.most_common(5)],
         "warnings": dict(rec.warnings),
         "error_alerts": rec.error_alerts,
+        "error_alert_samples": [text for text, _ in rec.error_alert_samples.most_common(5)],
         "changes_without_control": rec.changes_without_control,
         "changed_controls": dict(rec.changed_controls.most_common()),
         "throughput": throughput(cfg, rec, wall),
@@ -681,6 +684,8 @@ def print_report(r: dict[str, Any]) -> None:
         f"Warnings shown (not errors): {r['warnings'] or 0}; st.error boxes: {r['error_alerts']}; "
         f"changes with no control on the page: {r['changes_without_control']}"
     )
+    for sample in r["error_alert_samples"]:
+        print(f"  st.error: {sample}")
     m = r["messages"]
     print(f"ForwardMsgs received: {m['received']:,} ({m['mib']} MiB), cached-message references: {m['cache_refs']:,}")
     rows = r["server"]["series"]

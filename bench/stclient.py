@@ -329,7 +329,7 @@ class Seen:
     widget: NumericWidget | None = None
     exception: str | None = None  # an exception element (an uncaught error): "Type: message"
     warning: str | None = None  # "alert" (st.warning) or "exception" (an exception element marked is_warning)
-    error_alert: bool = False  # st.error: a translated error the app chose to show
+    error_alert: str | None = None  # st.error: a translated error the app chose to show (its first line)
 
 
 NOTHING: Final = Seen()
@@ -342,7 +342,9 @@ def seen_in(element: Element, fragment_id: str) -> Seen:
         alert_format = element.alert.format
         if alert_format == Alert.WARNING:
             return Seen(warning="alert")
-        return Seen(error_alert=True) if alert_format == Alert.ERROR else NOTHING
+        if alert_format == Alert.ERROR:
+            return Seen(error_alert=(element.alert.body.splitlines() or [""])[0][:300])
+        return NOTHING
     if kind == "exception":
         e = element.exception
         if e.is_warning:
@@ -363,6 +365,7 @@ class RunResult:
     exceptions: list[str] = field(default_factory=list)
     warnings: dict[str, int] = field(default_factory=dict)
     error_alerts: int = 0
+    error_texts: list[str] = field(default_factory=list)
     page_not_found: int = 0
     messages: int = 0
     bytes: int = 0
@@ -376,8 +379,9 @@ class RunResult:
             self.exceptions.append(seen.exception)
         elif seen.warning is not None:
             self.warnings[seen.warning] = self.warnings.get(seen.warning, 0) + 1
-        elif seen.error_alert:
+        elif seen.error_alert is not None:
             self.error_alerts += 1
+            self.error_texts.append(seen.error_alert)
 
 
 @dataclass
