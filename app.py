@@ -4,7 +4,8 @@ import streamlit as st
 
 from core.lessons import LESSONS
 from ui.i18n import choose_language, t
-from ui.session import leave_pages_folder_mode, rate_notice, replica_notice, rerun_on_reconnect, throttle_actions
+from ui.routing import leave_pages_folder_mode
+from ui.session import rate_notice, replica_notice, rerun_on_reconnect, throttle_actions
 from ui.sidebar import device_box
 
 leave_pages_folder_mode()  # a fresh server's first run: route through this script, not straight to pages/

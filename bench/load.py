@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.stclient import ClientError, CookieJar, RunResult, RunTimeout, StreamlitClient
+from deploy.replicas import streamlit_command
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 # Cheap-to-moderate tabs with numeric controls, one per lesson. A student gets links[i % len(links)].
@@ -423,19 +424,7 @@ def streamlit_server(root: Path = ROOT, env: dict[str, str] | None = None, attem
     for _ in range(attempts):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        command = [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ]
+        command = streamlit_command(port)
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 command, cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env or os.environ.copy(), start_new_session=True

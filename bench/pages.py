@@ -38,6 +38,7 @@ from bench.apptest import route_apptest_through_app
 from core import runner
 from core.lessons import LESSONS
 from core.params import Params
+from deploy.replicas import streamlit_command
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
@@ -210,23 +211,6 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
-
-
-def streamlit_command(port: int) -> list[str]:
-    """Return the command that serves app.py on loopback at port, headless."""
-    return [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(APP),
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-    ]
 
 
 @contextlib.contextmanager

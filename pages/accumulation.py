@@ -10,16 +10,9 @@ from core.lessons.accumulation import equiv as accumulation_equiv
 from core.lessons.accumulation import memory as accumulation_memory
 from core.lessons.accumulation import norm as accumulation_norm
 from core.lessons.accumulation import savers as accumulation_savers
-from ui.i18n import prose, t
-from ui.panels import charts_text, figure, lesson_tabs, table
+from ui.i18n import t
+from ui.panels import charts_text, figure, lesson_page, table
 from ui.run import code_panel, predict, run_experiment
-from ui.session import leave_pages_folder_mode
-
-leave_pages_folder_mode()
-
-st.title(t("nav.accumulation"))
-prose("accumulation", "intro")
-tab, panel = lesson_tabs("accumulation", TABS)
 
 
 @st.fragment
@@ -105,8 +98,4 @@ def savers() -> None:
     predict(accumulation_savers.CHECKPOINT)
 
 
-with panel:
-    prose("accumulation", tab)
-    experiment_tabs = {"equiv": equiv, "norm": norm, "curves": curves, "memory": memory, "savers": savers}
-    if tab in experiment_tabs:
-        experiment_tabs[tab]()
+lesson_page("accumulation", TABS, {"equiv": equiv, "norm": norm, "curves": curves, "memory": memory, "savers": savers})

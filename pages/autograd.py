@@ -12,17 +12,10 @@ from core.lessons.autograd import higher as autograd_higher
 from core.lessons.autograd import hooks as autograd_hooks
 from core.lessons.autograd import nograd as autograd_nograd
 from core.lessons.autograd import retain as autograd_retain
-from ui.i18n import prose, t
-from ui.panels import charts_text, figure, graph, lesson_tabs, table, torch_says
+from ui.i18n import t
+from ui.panels import charts_text, figure, graph, lesson_page, table, torch_says
 from ui.run import code_panel, predict, run_experiment
-from ui.session import leave_pages_folder_mode
 from ui.widgets import index_slider, preset_picker
-
-leave_pages_folder_mode()
-
-st.title(t("nav.autograd"))
-prose("autograd", "intro")
-tab, panel = lesson_tabs("autograd", TABS)
 
 
 @st.fragment
@@ -146,23 +139,24 @@ def custom() -> None:
     code_panel(autograd_custom.CUSTOM, p)
 
 
-with panel:
-    prose("autograd", tab)
-    if tab == "graph":
-        graph_builder()
-    elif tab == "backward":
-        backward_steps()
-    elif tab == "accumulate":
-        accumulate()
-    elif tab == "retain":
-        retain()
-    elif tab == "detach":
-        detach()
-    elif tab == "nograd":
-        nograd()
-    elif tab == "hooks":
-        hooks()
-        st.subheader(t("higher.heading"))
-        higher()
-    elif tab == "custom":
-        custom()
+def hooks_and_higher() -> None:
+    """The hooks tab holds two experiments: hooks, then higher derivatives under their own heading."""
+    hooks()
+    st.subheader(t("higher.heading"))
+    higher()
+
+
+lesson_page(
+    "autograd",
+    TABS,
+    {
+        "graph": graph_builder,
+        "backward": backward_steps,
+        "accumulate": accumulate,
+        "retain": retain,
+        "detach": detach,
+        "nograd": nograd,
+        "hooks": hooks_and_higher,
+        "custom": custom,
+    },
+)

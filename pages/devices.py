@@ -9,12 +9,9 @@ from core.lessons.devices import checkpoint as devices_checkpoint
 from core.lessons.devices import dataparallel as devices_dataparallel
 from core.lessons.devices import facts as devices_facts
 from core.lessons.devices import pipeline as devices_pipeline
-from ui.i18n import prose, t
-from ui.panels import charts_text, figure, gpu_note, lesson_tabs, table, torch_says
+from ui.i18n import t
+from ui.panels import charts_text, figure, gpu_note, lesson_page, table, torch_says
 from ui.run import code_panel, predict, run_experiment
-from ui.session import leave_pages_folder_mode
-
-leave_pages_folder_mode()
 
 
 def yes_no(value: bool) -> str:
@@ -115,11 +112,4 @@ def checkpoint() -> None:
     predict(devices_checkpoint.NON_STRICT)
 
 
-st.title(t("nav.devices"))
-prose("devices", "intro")
-tab, panel = lesson_tabs("devices", TABS)
-BLOCKS = {"facts": facts, "dataparallel": dataparallel, "pipeline": pipeline, "checkpoint": checkpoint}
-with panel:
-    prose("devices", tab)
-    if tab in BLOCKS:
-        BLOCKS[tab]()
+lesson_page("devices", TABS, {"facts": facts, "dataparallel": dataparallel, "pipeline": pipeline, "checkpoint": checkpoint})

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.lessons import LESSONS
 from ui.i18n import prose, t
-from ui.session import leave_pages_folder_mode
+from ui.routing import leave_pages_folder_mode
 from ui.sidebar import device_summary
 
 leave_pages_folder_mode()

@@ -8,16 +8,9 @@ from core.lessons.init import dist as init_dist
 from core.lessons.init import fans as init_fans
 from core.lessons.init import signal as init_signal
 from core.lessons.init import train as init_train
-from ui.i18n import prose, t
-from ui.panels import charts_text, figure, lesson_tabs, table
+from ui.i18n import t
+from ui.panels import charts_text, figure, lesson_page, table
 from ui.run import code_panel, predict, run_experiment
-from ui.session import leave_pages_folder_mode
-
-leave_pages_folder_mode()
-
-st.title(t("nav.init"))
-prose("init", "intro")
-tab, panel = lesson_tabs("init", TABS)
 
 
 @st.fragment
@@ -87,8 +80,4 @@ def train() -> None:
     code_panel(init_train.TRAIN, p)
 
 
-BLOCKS = {"dist": dist, "fans": fans, "signal": signal, "train": train}
-with panel:
-    prose("init", tab)
-    if tab in BLOCKS:
-        BLOCKS[tab]()
+lesson_page("init", TABS, {"dist": dist, "fans": fans, "signal": signal, "train": train})

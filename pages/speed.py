@@ -11,16 +11,9 @@ from core.lessons.speed import footprint as speed_footprint
 from core.lessons.speed import scaling as speed_scaling
 from core.lessons.speed import timing as speed_timing
 from core.lessons.speed import transfer as speed_transfer
-from ui.i18n import prose, t
-from ui.panels import charts_text, figure, gpu_note, lesson_tabs, table
+from ui.i18n import t
+from ui.panels import charts_text, figure, gpu_note, lesson_page, table
 from ui.run import code_panel, predict, run_experiment
-from ui.session import leave_pages_folder_mode
-
-leave_pages_folder_mode()
-
-st.title(t("nav.speed"))
-prose("speed", "intro")
-tab, panel = lesson_tabs("speed", TABS)
 
 
 @st.fragment
@@ -112,16 +105,20 @@ def transfer() -> None:
     predict(speed_transfer.AS_TENSOR)
 
 
-with panel:
-    prose("speed", tab)
-    if tab == "timing":
-        timing()
-    elif tab == "scaling":
-        scaling()
-    elif tab == "cudnn":
-        cudnn()
-    elif tab == "footprint":
-        footprint()
-        savers()
-    elif tab == "transfer":
-        transfer()
+def footprint_and_savers() -> None:
+    """The footprint tab holds two experiments: the memory footprint, then the accumulation lesson's savers."""
+    footprint()
+    savers()
+
+
+lesson_page(
+    "speed",
+    TABS,
+    {
+        "timing": timing,
+        "scaling": scaling,
+        "cudnn": cudnn,
+        "footprint": footprint_and_savers,
+        "transfer": transfer,
+    },
+)

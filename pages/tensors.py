@@ -13,16 +13,9 @@ from core.lessons.tensors import inplace as tensors_inplace
 from core.lessons.tensors import layout as tensors_layout
 from core.lessons.tensors import numpy_sharing as tensors_numpy
 from core.lessons.tensors import shape as tensors_shape
-from ui.i18n import prose, t
-from ui.panels import charts_text, figure, lesson_tabs, table, torch_says
+from ui.i18n import t
+from ui.panels import charts_text, figure, lesson_page, table, torch_says
 from ui.run import code_panel, predict, run_experiment
-from ui.session import leave_pages_folder_mode
-
-leave_pages_folder_mode()
-
-st.title(t("nav.tensors"))
-prose("tensors", "intro")
-tab, panel = lesson_tabs("tensors", TABS)
 
 
 def vs_theory(value: float, theory: float | None) -> str | None:
@@ -146,17 +139,17 @@ def dtype() -> None:
     code_panel(tensors_dtype.DTYPE, p)
 
 
-BLOCKS = {
-    "create": create,
-    "shape": shape,
-    "layout": layout,
-    "broadcast": broadcast,
-    "index": index,
-    "inplace": inplace,
-    "numpy": numpy,
-    "dtype": dtype,
-}
-with panel:
-    prose("tensors", tab)
-    if tab in BLOCKS:
-        BLOCKS[tab]()
+lesson_page(
+    "tensors",
+    TABS,
+    {
+        "create": create,
+        "shape": shape,
+        "layout": layout,
+        "broadcast": broadcast,
+        "index": index,
+        "inplace": inplace,
+        "numpy": numpy,
+        "dtype": dtype,
+    },
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from ui.i18n import lang, t, text_in
+from ui.i18n import lang, prose, t, text_in
+from ui.routing import leave_pages_folder_mode
 
 
 def charts_text(prefix: str) -> Callable[[str], str]:
@@ -76,6 +77,22 @@ def ask(key: str, question: str, options: Sequence[str], answer: str | None, why
                 st.success(t("predict.right", answer=answer) + (" " + why if why else ""), icon=":material/check_circle:")
             else:
                 st.error(t("predict.wrong", guess=guess, answer=answer) + (" " + why if why else ""), icon=":material/cancel:")
+
+
+def lesson_page(slug: str, tabs: Sequence[str], blocks: Mapping[str, Callable[[], None]]) -> None:
+    """Draw a lesson page: its title and introduction, its tabs, and in the open tab its prose and experiment block.
+
+    `blocks` maps a tab to the function that draws its experiments (an st.fragment); a tab without
+    one (the pitfalls) is prose only. Called once, at the end of the page script.
+    """
+    leave_pages_folder_mode()
+    st.title(t(f"nav.{slug}"))
+    prose(slug, "intro")
+    tab, panel = lesson_tabs(slug, tabs)
+    with panel:
+        prose(slug, tab)
+        if tab in blocks:
+            blocks[tab]()
 
 
 def lesson_tabs(slug: str, names: Sequence[str]) -> tuple[str, DeltaGenerator]:

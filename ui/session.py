@@ -12,7 +12,6 @@ import streamlit as st
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.runtime import Runtime
 from streamlit.runtime.app_session import AppSession
-from streamlit.runtime.pages_manager import PagesManager
 
 from core.ratelimit import NewestWins, TokenBucket
 from core.runner import CONFIG
@@ -108,17 +107,3 @@ def rerun_on_reconnect() -> None:
     from the URL. With it, the new replica runs the page at once: the student sees their lesson
     restored from the link and the moved notice right away. The hourly fragment run itself is empty.
     """
-
-
-def leave_pages_folder_mode() -> None:
-    """Make sure app.py routes this run: on a fresh server, drop Streamlit's old pages-folder mode and rerun.
-
-    With a `pages/` folder beside app.py, Streamlit 1.67 runs a fresh server's very first script
-    run in its old multipage mode (`PagesManager.uses_pages_directory`): it runs the page script
-    straight from `pages/`, without app.py's language, sidebar and navigation. app.py and every
-    page call this first: the flag goes off for the whole process (as st.navigation would set it)
-    and the run starts again through app.py, on the same page (a page's hash is its URL path).
-    """
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()

@@ -51,8 +51,9 @@ pytest.importorskip("playwright.sync_api", reason="BROWSER TESTS SKIPPED: the pl
 
 from playwright.sync_api import Browser, Dialog, Locator, Page, Playwright, expect, sync_playwright  # noqa: E402
 
-from bench.pages import CHROMIUM_ARGS, streamlit_command  # noqa: E402
+from bench.pages import CHROMIUM_ARGS  # noqa: E402
 from core.lessons import LESSONS  # noqa: E402
+from deploy.replicas import streamlit_command  # noqa: E402
 from ui.i18n import strings  # noqa: E402
 
 pytestmark = pytest.mark.browser
