@@ -8,7 +8,7 @@ def route_apptest_through_app() -> None:
 
     AppTest resets `PagesManager.uses_pages_directory` before every run, so with `pages/` beside
     app.py each run would start in Streamlit's old pages-folder mode and hand over to the router
-    with a rerun (ui.session.leave_pages_folder_mode), which drops a form's submit click.
+    with a rerun (ui.routing.leave_pages_folder_mode), which drops a form's submit click.
     """
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import app_test

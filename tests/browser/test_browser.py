@@ -604,7 +604,7 @@ def test_deep_link_on_fresh_server_runs_the_router(browser: Browser, artifacts: 
 
     With the lessons in `pages/`, Streamlit's legacy multipage mode runs a fresh server's first
     deep-linked lesson without app.py (English title despite ?lang=zh, no language switch, raw file
-    names in the sidebar) unless the page hands over to the router (ui.session.leave_pages_folder_mode).
+    names in the sidebar) unless the page hands over to the router (ui.routing.leave_pages_folder_mode).
     Needs its own, untouched server.
     """
     log_path = artifacts / f"streamlit-server-fresh{worker_suffix()}.log"
