@@ -22,6 +22,7 @@ from core.params import InvalidParams, Params, ladder_values
 from core.runner import execute
 from tests.params_strategies import query_id
 from tests.scripts import after, numbers, run_scripts
+from tests.timing import least_seconds
 
 CPU = torch.device("cpu")  # the seeded comparisons use CPU generators
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -376,17 +377,23 @@ def test_curves_refusals() -> None:
 # The work limit and the memory estimate
 
 
-def test_the_work_estimate_is_about_the_run_time() -> None:
-    # MAX_WORK is meant to be a few seconds: the work of a default run, timed on this machine,
-    # must not exceed its estimate by much (the estimate is deliberately pessimistic).
-    import time
-
-    for fn, p in ((equiv.run, EquivParams(batch=128)), (curves.run, CurvesParams(steps=20, variants=("small",)))):
-        run(fn, p)
-        start = time.perf_counter()
-        run(fn, p)
-        seconds = time.perf_counter() - start
-        assert seconds < 5 * p.estimate_work() / 1e10 + 0.05, (p, seconds)
+@pytest.mark.parametrize(
+    ("run_fn", "small", "large"),
+    [
+        (equiv.run, EquivParams(batch=16, width=256, depth=4), EquivParams(batch=512, width=256, depth=4)),
+        (curves.run, CurvesParams(steps=10, variants=("small",)), CurvesParams(steps=80, variants=("small",))),
+    ],
+    ids=["equivalence", "curves"],
+)
+def test_the_work_estimate_grows_with_the_run_time(run_fn: Callable[[Any, Any], Any], small: Params, large: Params) -> None:
+    # The refusals rest on estimate_work growing at least as fast as the real cost (it is meant to be
+    # pessimistic: large batches run BLAS more efficiently than small ones). Wall-clock limits do not
+    # belong in tests on a shared machine, so compare ratios within one run: the larger run's time
+    # over the smaller's is more than 1.5 and at most 2.5 times the estimates' ratio. (Seconds per
+    # unit of work, i.e. what MAX_WORK means in seconds here, are printed by `python -m bench.work`.)
+    estimated = large.estimate_work() / small.estimate_work()
+    measured = least_seconds(lambda: run(run_fn, large)) / least_seconds(lambda: run(run_fn, small))
+    assert 1.5 < measured < estimated * 2.5, (estimated, measured)
 
 
 @pytest.mark.parametrize("cls", [EquivParams, NormParams, CurvesParams], ids=lambda c: c.__name__)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import operator
 import re
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from core.lessons.autograd.graph import EXAMPLES, GRAPH, GraphEdge, GraphNode, G
 from core.params import InvalidParams
 from core.runner import execute
 from tests.scripts import Ran, run_scripts
+from tests.timing import least_seconds
 
 Env = Mapping[str, torch.Tensor]
 Fn = Callable[[Env], torch.Tensor]
@@ -481,13 +481,27 @@ HOSTILE: list[tuple[str, set[str]]] = [
 ]
 
 
-@pytest.mark.parametrize(("text", "keys"), HOSTILE, ids=[f"{i}:{t[:24]!r}" for i, (t, _) in enumerate(HOSTILE)])
-def test_hostile_expressions_refused(text: str, keys: set[str]) -> None:
-    start = time.perf_counter()
+def largest_accepted_program() -> GraphParams:
+    """Return params whose program sits just under every parser limit: statements under MAX_DEPTH,
+    together just under MAX_NODES, each using the one before twice."""
+    plus = min(parser.MAX_DEPTH - 10, 30)
+    count = min(parser.MAX_STATEMENTS - 1, (parser.MAX_NODES - 10) // (2 * plus + 1))
+    lines = [f"a{i} = " + "+".join(["w" if i == 0 else f"a{i - 1}"] * (plus + 1)) for i in range(count)]
+    text = "\n".join([*lines, f"y = sum(a{count - 1} * x)"])
+    assert len(text) <= parser.MAX_CHARS
+    return GraphParams(expr=text, v1_shape=(6, 6), v2_shape=(6, 6), retain_grad=True)
+
+
+def refuse(text: str) -> InvalidParams:
+    """Return the error validating an expression raises (failing the test if it is accepted)."""
     with pytest.raises(InvalidParams) as info:
         GraphParams(expr=text).validate()
-    assert time.perf_counter() - start < 2.0
-    e = info.value
+    return info.value
+
+
+@pytest.mark.parametrize(("text", "keys"), HOSTILE, ids=[f"{i}:{t[:24]!r}" for i, (t, _) in enumerate(HOSTILE)])
+def test_hostile_expressions_refused(text: str, keys: set[str]) -> None:
+    e = refuse(text)
     assert e.field == "expr"
     assert e.key in keys, (e.key, e.info)
     if e.key.startswith("expr_"):  # the parser's errors point at a statement and column
@@ -495,20 +509,24 @@ def test_hostile_expressions_refused(text: str, keys: set[str]) -> None:
         assert isinstance(e.info.get("col"), int) and e.info["col"] >= 1
     else:  # Params' own length check runs first; it reports the limit
         assert e.info.get("max_len") == parser.MAX_CHARS
+    # No hostile text makes the parser work much harder than the largest program it accepts
+    # (measured: at most about 1.2 times); a ratio within one run, not a wall-clock limit.
+    largest = largest_accepted_program()
+    assert least_seconds(lambda: refuse(text)) < 20 * least_seconds(largest.validate)
 
 
 def test_largest_accepted_program_runs_quickly() -> None:
-    # Statements under MAX_DEPTH, together just under MAX_NODES, each using the one before twice.
+    # Validating and running the largest accepted program costs a bounded multiple of the default
+    # program (measured: about 22 times), whatever the parser's limits allow.
+    p = largest_accepted_program()
+
+    def validate_and_run(params: GraphParams) -> GraphResult:
+        params.validate()
+        return run(params)
+
+    assert least_seconds(lambda: validate_and_run(p)) < 200 * least_seconds(lambda: validate_and_run(GraphParams()))
+    r = validate_and_run(p)
     plus = min(parser.MAX_DEPTH - 10, 30)
-    count = min(parser.MAX_STATEMENTS - 1, (parser.MAX_NODES - 10) // (2 * plus + 1))
-    lines = [f"a{i} = " + "+".join(["w" if i == 0 else f"a{i - 1}"] * (plus + 1)) for i in range(count)]
-    text = "\n".join([*lines, f"y = sum(a{count - 1} * x)"])
-    assert len(text) <= parser.MAX_CHARS
-    p = GraphParams(expr=text, v1_shape=(6, 6), v2_shape=(6, 6), retain_grad=True)
-    start = time.perf_counter()
-    p.validate()
-    r = run(p)
-    assert time.perf_counter() - start < 2.0
     assert r.torch_error is None
     assert len(r.nodes) > plus
 
