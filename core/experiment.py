@@ -85,8 +85,13 @@ class Experiment(Generic[P, R]):
         return self.script.removesuffix(".j2")
 
     def write_script(self, p: P, device_type: str = "cpu") -> str:
-        """Return the standalone script that reproduces this experiment for p on a device of this type."""
-        return _template(self.run.__module__, self.script).render(**self.context(p, device_type))
+        """Return the standalone script that reproduces this experiment for p on a device of this type.
+
+        Besides the experiment's own context, every template may read `threads`: the CPU threads
+        this process runs experiments with (a timing script sets the same, so its numbers compare).
+        """
+        context = {"threads": torch.get_num_threads(), **self.context(p, device_type)}
+        return _template(self.run.__module__, self.script).render(**context)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ Per-lesson test modules keep only theory checks; adding a lesson to LESSONS puts
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing
 from collections.abc import Sequence
@@ -87,9 +88,42 @@ def test_defaults_and_examples_are_valid_and_write_a_script(experiment: Experime
         script = experiment.write_script(p, "cpu")
         compile(script, experiment.filename, "exec")  # it is Python
         assert "{{" not in script and "{%" not in script
+        if experiment.exclusive:  # a timing script times with the page's CPU threads, or its numbers do not compare
+            assert f"torch.set_num_threads({torch.get_num_threads()})" in script
     assert experiment.filename.endswith(".py")
     if experiment.sweep is not None:
         assert any(s.name == experiment.sweep and s.kind in ("strs", "ints") for s in experiment.params.specs())
+
+
+def charts_cuda_peaks(experiment: Experiment[Any, Any]) -> bool:
+    """Return whether the experiment's Result carries the CUDA allocator's peak (a field named *cuda_peak*)."""
+    result_type = typing.get_type_hints(experiment.run)["return"]
+    return any("cuda_peak" in f.name for f in dataclasses.fields(result_type))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS, ids=name_of)
+def test_the_cuda_script_prints_what_the_page_charts_on_a_gpu(experiment: Experiment[Any, Any]) -> None:
+    # A GPU server's page charts torch.cuda.max_memory_allocated for these; the script written for
+    # that server prints it too, and never asks for a CPU-only autocast or GradScaler.
+    for p in (experiment.params(), *experiment.examples):
+        script = experiment.write_script(p, "cuda")
+        compile(script, experiment.filename, "exec")
+        assert 'autocast("cpu"' not in script and 'GradScaler("cpu")' not in script
+        if charts_cuda_peaks(experiment):
+            assert "max_memory_allocated" in script
+    assert any(charts_cuda_peaks(e) for e in EXPERIMENTS)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_cuda_scripts_run_on_a_gpu(tmp_path: Path) -> None:
+    sources = {e.name: e.write_script(e.params(), "cuda") for e in EXPERIMENTS}
+    ran = run_scripts(sources, tmp_path, workers=1, timeout=1800)
+    failed = {name: r.err[-800:] for name, r in ran.items() if r.rc != 0}
+    assert not failed, failed
+    for e in EXPERIMENTS:
+        if charts_cuda_peaks(e):
+            assert "max_memory_allocated" in ran[e.name].out or "cuda peak" in ran[e.name].out, e.name
 
 
 # --------------------------------------------------------------------------------------------

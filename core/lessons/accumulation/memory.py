@@ -160,9 +160,10 @@ def run(p: MemoryParams, ctx: RunContext) -> MemoryResult:
 
 
 def context(p: MemoryParams, device_type: str) -> dict[str, Any]:
-    """Return what the script template reads (it measures on the CPU)."""
+    """Return what the script template reads: on CUDA it also prints the allocator's peak per step."""
     return {
-        **model_context(p.spec()),
+        **model_context(p.spec(), device_type=device_type),
+        "cuda": device_type == "cuda",
         **timed.measure_context(p.min_run_time),
         "batch": p.batch,
         "accum_steps": repr(p.accum_steps),

@@ -135,10 +135,11 @@ def norm_code(spec: ModelSpec) -> str:
     return "nn.Identity()"
 
 
-def model_context(spec: ModelSpec, make_norm: bool = False) -> dict[str, Any]:
+def model_context(spec: ModelSpec, make_norm: bool = False, device_type: str = "cpu") -> dict[str, Any]:
     """Return what `scripts/_model.py.j2` reads: make_net(g, dtype), make_teacher(g), make_batch(n, teacher, g, dtype).
 
     With make_norm, make_net takes a `make_norm` function and calls it for each block's norm layer.
+    For a CUDA device the functions build on `device` (a name the script defines) with a generator there.
     The functions draw the same numbers in the same order as build_model / make_teacher / make_batch.
     """
     return {
@@ -150,6 +151,7 @@ def model_context(spec: ModelSpec, make_norm: bool = False) -> dict[str, Any]:
         "in_features": IN_FEATURES,
         "channels": CHANNELS,
         "classes": CLASSES,
-        "teacher_rows": IN_FEATURES + CHANNELS * SIDE * SIDE,
+        "side": SIDE,
+        "on": "" if device_type == "cpu" else ", device=device",  # the keyword argument each constructor gets
         "sample_shape": ", ".join(map(str, spec.input_shape())),
     }

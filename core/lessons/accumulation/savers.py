@@ -254,16 +254,18 @@ def run(p: SaversParams, ctx: RunContext) -> SaversResult:
 
 
 def context(p: SaversParams, device_type: str) -> dict[str, Any]:
-    """Return what the script template reads (it runs on the CPU: the mode that is slow there is skipped there)."""
+    """Return what the script template reads, for the device type the page ran on (slow CPU modes skipped there)."""
     return {
-        **model_context(p.spec()),
+        **model_context(p.spec(), device_type=device_type),
+        "device": device_type,
+        "cuda": device_type == "cuda",
         **timed.measure_context(p.min_run_time),
         "segments": repr(p.segments()),
         "seed": p.seed,
         "batch": p.batch,
         "modes": repr(p.modes),
         "lr": timed.LR,
-        "skip_slow_convolutions": p.model == "cnn",
+        "skip_slow_convolutions": p.model == "cnn" and device_type == "cpu",
     }
 
 

@@ -256,9 +256,10 @@ def run(p: FootprintParams, ctx: RunContext) -> FootprintResult:
 
 
 def context(p: FootprintParams, device_type: str) -> dict[str, Any]:
-    """Return the values memory_footprint.py.j2 reads (the script picks its device itself)."""
+    """Return the values memory_footprint.py.j2 reads, for the device type the page ran on (CUDA adds allocator peaks)."""
     values = {"batch": p.batch, "width": p.width, "depth": p.depth, "seed": p.seed}
-    return values | {"segment_values": list(p.segment_values()), "min_run_time": repr(p.min_run_time)}
+    device = {"device": device_type, "cuda": device_type == "cuda"}
+    return values | device | {"segment_values": list(p.segment_values()), "min_run_time": repr(p.min_run_time)}
 
 
 def shown(r: FootprintResult) -> list[float | str]:
