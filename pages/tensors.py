@@ -61,7 +61,8 @@ def layout() -> None:
         tr = charts_text("layout")
         if r.edit_error:
             torch_says(r.edit_error)
-        st.markdown(t("layout.edit_line", target=p.edit_target, pos=r.edit_position, value=p.edit_value))
+        line = "layout.edit_line" if p.edit_op == "set" else "layout.edit_line_add"
+        st.markdown(t(line, target=p.edit_target, pos=r.edit_position, value=p.edit_value))
         figure(tensors_charts.storage_figure(r, tr), "layout.caption", key="layout.fig")
         table(tensors_charts.layout_table(r, tr))
         grids = tensors_charts.layout_grids(r)

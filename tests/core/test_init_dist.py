@@ -146,6 +146,14 @@ def test_measured_mean_std_and_bounds_match_the_formulas(p: DistParams) -> None:
     assert (r.mean, r.std, r.min, r.max) == (w.mean().item(), w.std(correction=0).item(), w.min().item(), w.max().item())
 
 
+@pytest.mark.parametrize(("std", "a", "b", "shrink"), [(1.0, -1.0, 1.0, 0.54), (0.02, -2.0, 2.0, 1.0)])
+def test_trunc_normal_narrows_only_where_the_bounds_cut(std: float, a: float, b: float, shrink: float) -> None:
+    # The prose: cut at one std each side, the spread is about 0.54 std; bounds far out leave it as is.
+    assert truncated_moments(0.0, std, a, b)[1] == pytest.approx(shrink * std, rel=0.01)
+    r = run_cpu(init_dist.run, DistParams(scheme="trunc_normal", mean=0.0, std=std, a=a, b=b))
+    assert r.theory_std == pytest.approx(shrink * std, rel=0.01)
+
+
 def assert_histogram_fits(r: DistResult) -> None:
     """Every bin's count is within K binomial standard deviations of its expected count."""
     total = r.counts.sum() + r.outside

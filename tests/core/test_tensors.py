@@ -283,6 +283,22 @@ def test_expand_edit_changes_a_column_and_one_element_of_x(rows: int, cols: int)
     np.testing.assert_array_equal(result.changed("x"), one)
 
 
+def test_whole_tensor_add_is_refused_on_expand_and_changes_every_alias_elsewhere() -> None:
+    # The prose: add_ on an expanded tensor is refused (several elements share one cell) and
+    # changes nothing; on a transpose it adds to every element of x through the shared storage.
+    refused = run(LAYOUT, LayoutParams(3, 4, ("expand", "t"), "expand", edit_value=10, edit_op="add_"))
+    assert refused.edit_error is not None and "single memory location" in refused.edit_error
+    assert not any(refused.changed(name).any() for name in ("x", "expand", "t"))
+    x = torch.arange(12).reshape(3, 4)
+    with pytest.raises(RuntimeError, match="single memory location"):
+        x[0].expand(3, 4).add_(10)
+    done = run(LAYOUT, LayoutParams(3, 4, ("t", "clone"), "t", edit_value=10, edit_op="add_"))
+    assert done.edit_error is None and done.edit_position == ()
+    assert done.changed("x").all() and done.changed("t").all() and not done.changed("clone").any()
+    np.testing.assert_array_equal(done.after[0].values, (x + 10).numpy())
+    assert "edit_index" not in LayoutParams(edit_op="add_").roles()
+
+
 def test_layout_rejects_edits_it_cannot_show() -> None:
     with pytest.raises(InvalidParams) as e:
         run(LAYOUT, LayoutParams(views=("clone",), edit_target="t"))

@@ -31,6 +31,7 @@ LAYOUT_DERIVED: dict[str, str] = {
     "reshape_t": "x.t().reshape(-1)",
 }
 LAYOUT_TARGETS = ("x", *LAYOUT_DERIVED)
+EDIT_OPS = ("set", "add_")
 
 
 def derive(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -68,6 +69,9 @@ class LayoutParams(Params):
     edit_target: str = field(default="t", metadata=choices(*LAYOUT_TARGETS))
     edit_index: int = field(default=1, metadata=bounds(0, 95, hi_of="max_index"))
     edit_value: int = field(default=-1, metadata=bounds(-99, 999))
+    # "set": x[i] = v, one element; "add_": x.add_(v), every element in place. On an expanded
+    # tensor the first goes through and the second is refused: the lesson shows both.
+    edit_op: str = field(default="set", metadata=choices(*EDIT_OPS))
 
     def target_shape(self) -> tuple[int, ...]:
         """Return the shape of the edited tensor (edit_index counts through its elements in row-major order)."""
@@ -81,6 +85,13 @@ class LayoutParams(Params):
     def max_index(self) -> int:
         """Return the last flat position of the edited tensor: edit_index's bound given the other fields."""
         return self.target_numel() - 1
+
+    def roles(self) -> dict[str, str]:
+        """Return every field but edit_index when the edit is a whole-tensor add_."""
+        roles = super().roles()
+        if self.edit_op == "add_":
+            del roles["edit_index"]
+        return roles
 
     def validate(self) -> None:
         """Check the bounds (edit_index below the target's numel), then that the edited tensor is one of those built."""
@@ -103,7 +114,7 @@ class LayoutResult:
     after: tuple[TensorFacts, ...]  # the same tensors after the edit
     storages_before: tuple[np.ndarray, ...]  # full contents of each storage, by storage id
     storages_after: tuple[np.ndarray, ...]
-    edit_position: tuple[int, ...]  # index of the edited element in its tensor
+    edit_position: tuple[int, ...]  # index of the edited element in its tensor (() for a whole-tensor add_)
     edit_error: str | None
 
     def changed(self, name: str) -> np.ndarray:
@@ -141,10 +152,13 @@ def run(p: LayoutParams, ctx: RunContext) -> LayoutResult:
         return facts, tuple(storage_contents(first[i]) for i in range(len(first)))
 
     before, storages_before = snapshot()
-    position = edit_position(p)
+    position = edit_position(p) if p.edit_op == "set" else ()
     edit_error = None
     try:
-        tensors[p.edit_target][position] = p.edit_value
+        if p.edit_op == "set":
+            tensors[p.edit_target][position] = p.edit_value
+        else:
+            tensors[p.edit_target].add_(p.edit_value)
     except RuntimeError as e:
         edit_error = first_line(e)
     after, storages_after = snapshot()
@@ -175,6 +189,7 @@ def context(p: LayoutParams, device_type: str) -> Mapping[str, Any]:
         "target": p.edit_target,
         "position": ", ".join(map(str, edit_position(p))),
         "value": p.edit_value,
+        "whole": p.edit_op == "add_",
     }
 
 
@@ -192,6 +207,7 @@ LAYOUT = Experiment(
         LayoutParams(rows=2, cols=3, views=ALL_VIEWS, edit_target="x", edit_index=5),
         LayoutParams(rows=4, cols=2, views=ALL_VIEWS, edit_target="diagonal", edit_index=1),
         LayoutParams(views=("clone", "t"), edit_target="t", edit_index=4),
+        LayoutParams(views=("expand", "t"), edit_target="expand", edit_value=10, edit_op="add_"),
     ),
 )
 
