@@ -207,6 +207,8 @@ def test_only_grad_mode_builds_a_graph_and_saves_tensors(p: NogradParams) -> Non
     weights = 4 * (p.depth - 1) * p.width * p.width
     assert result.saved_bytes[0] == activations + weights
     assert result.saved_weight_bytes[0] == weights
+    # What the chart shows: only the activations are new memory; a saved weight is the parameter itself.
+    np.testing.assert_array_equal(result.kept_bytes, [activations, 0, 0, 0])
     # ReLU saves its output, addmm its input (and W.t() from layer 2 on): 2 + 3 * (depth - 1) tensors.
     assert result.saved_tensors[0] == 2 + 3 * (p.depth - 1)
     assert result.weight_bytes == 4 * p.depth * (p.width * p.width + p.width)

@@ -122,30 +122,26 @@ def detach_table(r: DetachResult, tr: Text) -> pd.DataFrame:
 
 @same_inputs
 def nograd_figure(r: NogradResult, tr: Text) -> go.Figure:
-    """Bytes saved for backward in each grad mode (bars), split into weights and activations."""
+    """Memory autograd keeps alive for backward in each grad mode (bars): the saved storages that are not weights.
+
+    A saved weight is a reference to the parameter, which exists anyway, so it costs nothing extra.
+    """
     modes = [tr(m) for m in r.modes]
-    weights = r.saved_weight_bytes / 2**20
-    activations = (r.saved_bytes - r.saved_weight_bytes) / 2**20
-    fig = go.Figure(
-        [
-            go.Bar(x=modes, y=activations, name=tr("activations"), marker_color=STORAGE_COLORS[0]),
-            go.Bar(x=modes, y=weights, name=tr("weights"), marker_color=STORAGE_COLORS[2]),
-        ]
-    )
-    fig.update_layout(barmode="stack")
+    fig = go.Figure(go.Bar(x=modes, y=r.kept_bytes / 2**20, name=tr("activations"), marker_color=STORAGE_COLORS[0]))
     fig.update_yaxes(title=tr("saved_mib"))
     fig.update_xaxes(title=tr("mode"))
     return finish(fig, tr("nograd_title"))
 
 
 def nograd_table(r: NogradResult, tr: Text) -> pd.DataFrame:
-    """Return graph nodes, saved tensors, saved bytes and requires_grad per mode."""
+    """Return per mode: graph nodes, saved tensors, bytes kept beyond the weights, weights referenced, requires_grad."""
     return pd.DataFrame(
         {
             tr("mode"): [tr(m) for m in r.modes],
             tr("graph_nodes"): r.graph_nodes,
             tr("saved_tensors"): r.saved_tensors,
-            tr("saved_bytes"): [f"{int(b):,}" for b in r.saved_bytes],
+            tr("saved_bytes"): [f"{int(b):,}" for b in r.kept_bytes],
+            tr("weights_referenced"): [f"{int(b):,}" for b in r.saved_weight_bytes],
             "requires_grad": ["✓" if v else "✗" for v in r.requires_grad],
             tr("max_diff"): [f"{v:.1e}" for v in r.max_abs_diff],
         }

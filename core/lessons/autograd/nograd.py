@@ -60,6 +60,15 @@ class NogradResult:
     activation_bytes: int  # one batch of activations, batch * width * 4
     output_sum: float  # sum of grad mode's output, to compare with the script
 
+    @property
+    def kept_bytes(self) -> np.ndarray:
+        """Return the memory autograd keeps alive for backward per mode: saved storages that are not parameters.
+
+        Saving a weight keeps a reference to the parameter, which the model holds anyway: no copy is made.
+        """
+        kept: np.ndarray = self.saved_bytes - self.saved_weight_bytes
+        return kept
+
 
 class _SavedCounter:
     """Counts what autograd saves for backward while it is the saved_tensors_hooks pack hook.
@@ -180,7 +189,8 @@ def shown(r: NogradResult) -> list[float | str]:
     """Return each mode's row of the table and figure as the script prints it, and the largest output differences."""
     rows: list[float | str] = [
         f"{mode:15} nodes {int(nodes)} saved tensors {int(tensors)} saved bytes {int(nbytes)} "
-        f"of which weights {int(weights)} requires_grad {bool(requires)} max diff"
+        f"of which weights {int(weights)} (referenced, not copied) kept beyond the weights {int(nbytes - weights)} "
+        f"requires_grad {bool(requires)} max diff"
         for mode, nodes, tensors, nbytes, weights, requires in zip(
             r.modes, r.graph_nodes, r.saved_tensors, r.saved_bytes, r.saved_weight_bytes, r.requires_grad, strict=True
         )
