@@ -83,7 +83,7 @@ def pipeline() -> None:
         with st.expander(t("pipeline.table_heading")):
             table(devices_charts.pipeline_table(r, tr), "pipeline.table_caption")
     code_panel(devices_pipeline.PIPELINE, p)
-    predict(devices_pipeline.BEST_SPLIT)
+    predict(devices_pipeline.ONE_CHUNK)
 
 
 @st.fragment

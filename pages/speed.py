@@ -27,7 +27,7 @@ def timing() -> None:
         figure(speed_charts.timing_figure(r, tr), "timing.caption", key="timing.fig", **speed_charts.timing_caption(r))
         table(speed_charts.timing_table(r, tr), "timing.table_caption")
     code_panel(speed_timing.TIMING, p)
-    predict(speed_timing.FIRST_CALL)
+    predict(speed_timing.BARE_CLOCK)
 
 
 @st.fragment

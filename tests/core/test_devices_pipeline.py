@@ -115,15 +115,15 @@ def test_pipeline_run_is_its_model_applied_to_its_measurements() -> None:
     assert r.per_sample_s == ((t1[12] - t1[1]) / 11, (t2[12] - t2[1]) / 11)
 
 
-def test_the_prediction_names_where_the_fastest_split_lies() -> None:
-    r = run(PipeParams(batch=12, split_size=5, width=16, min_run_time=QUICK))
-    verdict = devices_pipeline.BEST_SPLIT.answer
-    assert verdict(dataclasses.replace(r, best_split=1)) == "smallest"
-    assert verdict(dataclasses.replace(r, best_split=12)) == "whole"
-    assert verdict(dataclasses.replace(r, best_split=4)) == "between"
-    # On the question's own settings the answer is one of its options, from this machine's measurements.
-    assert devices_pipeline.BEST_SPLIT.params == PipeParams()
-    assert verdict(r) in devices_pipeline.BEST_SPLIT.options
+def test_one_chunk_is_exactly_model_parallel_and_several_chunks_differ() -> None:
+    verdict = devices_pipeline.ONE_CHUNK.answer
+    one = run(PipeParams(batch=12, split_size=12, width=16, min_run_time=QUICK))
+    assert verdict(one) == "same" and one.chosen_total_s == pytest.approx(one.no_pipeline_s, rel=1e-12)
+    several = run(PipeParams(batch=12, split_size=4, width=16, min_run_time=QUICK))
+    assert verdict(several) in ("faster", "slower")
+    assert verdict(dataclasses.replace(several, chosen_total_s=several.no_pipeline_s / 2)) == "faster"
+    p = devices_pipeline.ONE_CHUNK.params
+    assert p.split_size == p.batch and p != PipeParams()
 
 
 def test_sizes_are_ladders_whose_stops_include_the_defaults() -> None:

@@ -21,8 +21,8 @@ from core.experiment import Experiment, Prediction
 from core.lessons.devices.checkpoint import CHECKPOINT, NON_STRICT, PLAIN_LOAD
 from core.lessons.devices.dataparallel import DATAPARALLEL, GPUS_USED, MEAN_OF_MEANS
 from core.lessons.devices.facts import FACTS, SAME
-from core.lessons.devices.pipeline import BEST_SPLIT, PIPELINE
+from core.lessons.devices.pipeline import ONE_CHUNK, PIPELINE
 
 TABS = ("facts", "dataparallel", "pipeline", "checkpoint", "pitfalls")
 EXPERIMENTS: tuple[Experiment[Any, Any], ...] = (FACTS, DATAPARALLEL, PIPELINE, CHECKPOINT)
-PREDICTIONS: tuple[Prediction[Any, Any], ...] = (SAME, MEAN_OF_MEANS, GPUS_USED, BEST_SPLIT, PLAIN_LOAD, NON_STRICT)
+PREDICTIONS: tuple[Prediction[Any, Any], ...] = (SAME, MEAN_OF_MEANS, GPUS_USED, ONE_CHUNK, PLAIN_LOAD, NON_STRICT)

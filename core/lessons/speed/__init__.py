@@ -18,9 +18,9 @@ from __future__ import annotations
 from core.lessons.speed.cudnn import CUDNN
 from core.lessons.speed.footprint import FOOTPRINT, NO_GRAD
 from core.lessons.speed.scaling import DOUBLING, SCALING
-from core.lessons.speed.timing import FIRST_CALL, TIMING
+from core.lessons.speed.timing import BARE_CLOCK, TIMING
 from core.lessons.speed.transfer import AS_TENSOR, TRANSFER
 
 TABS = ("timing", "scaling", "cudnn", "footprint", "transfer", "pitfalls")
 EXPERIMENTS = (TIMING, SCALING, CUDNN, FOOTPRINT, TRANSFER)
-PREDICTIONS = (FIRST_CALL, DOUBLING, NO_GRAD, AS_TENSOR)
+PREDICTIONS = (BARE_CLOCK, DOUBLING, NO_GRAD, AS_TENSOR)

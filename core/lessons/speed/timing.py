@@ -172,9 +172,16 @@ def shown(r: TimingResult) -> list[float | str]:
     return [f"op {r.op} size {r.size} flops {r.flops}", r.size, r.flops]
 
 
-def first_call_answer(r: TimingResult) -> str:
-    """Return 'first' when the cold first call was the slowest on the synchronised clock, else 'later'."""
-    return "first" if int(np.argmax(r.sync)) == 0 else "later"
+def bare_clock_answer(r: TimingResult) -> str:
+    """Return how the bare clock's median compares with the synchronised clock's: 'same', 'shorter' or 'longer'.
+
+    Reasoning decides it, not noise: on a CPU the call has finished when it returns, so both clocks
+    take the very same readings; on a GPU the bare reading is taken before the synchronised one of
+    the same call, so it is shorter every time.
+    """
+    if np.array_equal(r.naive, r.sync):
+        return "same"
+    return "shorter" if r.naive_median < r.sync_median else "longer"
 
 
 TIMING = Experiment(
@@ -187,4 +194,13 @@ TIMING = Experiment(
     shown=shown,
     examples=(TimingParams(op="conv2d", size=12, iters=6, seed=2), TimingParams(size=48, iters=5)),
 )
-FIRST_CALL = Prediction("first_call", TIMING, TimingParams(), options=("first", "later"), answer=first_call_answer)
+# Asked about conv2d while the page opens on matmul: the chart does not show the answer beforehand.
+BARE_CLOCK = Prediction(
+    "bare_clock",
+    TIMING,
+    TimingParams.for_op("conv2d"),
+    options=("shorter", "same", "longer"),
+    answer=bare_clock_answer,
+    question="timing.predict_q",
+    why="timing.predict_why",
+)
