@@ -50,7 +50,7 @@ def norm() -> None:
         if not r.show_skipped:
             st.markdown(t("norm.running_line", k=r.show_k, diff=f"{r.running_mean_gap():.3g}"))
     code_panel(accumulation_norm.NORM, p)
-    predict(accumulation_norm.LAYERNORM)
+    predict(accumulation_norm.BATCH_OF_ONE)
 
 
 @st.fragment

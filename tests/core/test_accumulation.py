@@ -451,7 +451,7 @@ def test_width_ladders_offer_only_widths_every_experiment_accepts() -> None:
 def test_the_notes_line_gives_k_plus_one_times_the_gradient() -> None:
     r = run(equiv.run, equiv.SEEDS.params)
     assert r.scale[equiv.VARIANTS.index("seeds")] == pytest.approx(equiv.SEEDS.params.accum_steps + 1, rel=1e-5)
-    assert equiv.SEEDS.answer(r) == "5"
+    assert equiv.SEEDS.answer(r) == "9" and equiv.SEEDS.params.accum_steps != EquivParams().accum_steps
 
 
 def test_dividing_an_uneven_split_by_k_is_visibly_off() -> None:
@@ -460,8 +460,14 @@ def test_dividing_an_uneven_split_by_k_is_visibly_off() -> None:
     assert equiv.UNEVEN.answer(r) == "off"
 
 
-def test_layernorm_accumulates_to_rounding() -> None:
-    assert norm.LAYERNORM.answer(run(norm.run, norm.LAYERNORM.params)) == "rounding"
+def test_micro_batches_of_one_sample_are_refused_by_batchnorm() -> None:
+    p = norm.BATCH_OF_ONE.params
+    assert norm.BATCH_OF_ONE.answer(run(norm.run, p)) == "refused"
+    # torch's own refusal, independently of the engine's rule
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        nn.BatchNorm1d(4).train()(torch.randn(1, 4))
+    # a CNN's BatchNorm2d normalises over the pixels too, so one sample is accepted there
+    assert norm.BATCH_OF_ONE.answer(run(norm.run, dataclasses.replace(p, model="cnn", width=8, depth=1))) == "off"
 
 
 # --------------------------------------------------------------------------------------------

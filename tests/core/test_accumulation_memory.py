@@ -409,13 +409,17 @@ def test_same_params_same_bytes_and_losses() -> None:
 
 
 def test_four_micro_batches_save_a_quarter() -> None:
-    parts = [run(MemoryParams(accum_steps=(k,))) for k in memory.QUARTER.params.accum_steps]  # the page's sweep
+    q = memory.QUARTER.params
+    assert q.model != MemoryParams().model  # asked about the model the chart does not open on
+    parts = [run(dataclasses.replace(q, accum_steps=(k,))) for k in q.accum_steps]  # the page's sweep
     assert parts[1].steps[0].saved_bytes / parts[0].steps[0].saved_bytes == pytest.approx(1 / 4, rel=1e-3)
     assert memory.QUARTER.answer(parts) == "quarter"
 
 
 def test_checkpointing_gives_fp32s_gradient() -> None:
-    parts = [run(SaversParams(modes=(mode,))) for mode in savers.CHECKPOINT.params.modes]
+    q = savers.CHECKPOINT.params
+    assert q.model != SaversParams().model
+    parts = [run(dataclasses.replace(q, modes=(mode,))) for mode in q.modes]
     assert parts[0].runs[0].grad_rel_error <= 1e-6
     assert savers.CHECKPOINT.answer(parts) == "exact"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from core.lessons.accumulation.curves import CURVES
 from core.lessons.accumulation.equiv import EQUIV, SEEDS, UNEVEN
 from core.lessons.accumulation.memory import MEMORY, QUARTER
-from core.lessons.accumulation.norm import LAYERNORM, NORM
+from core.lessons.accumulation.norm import BATCH_OF_ONE, NORM
 from core.lessons.accumulation.savers import CHECKPOINT, SAVERS
 
 TABS = ("equiv", "norm", "curves", "memory", "savers", "pitfalls")
 EXPERIMENTS = (EQUIV, NORM, CURVES, MEMORY, SAVERS)
-PREDICTIONS = (SEEDS, UNEVEN, LAYERNORM, QUARTER, CHECKPOINT)
+PREDICTIONS = (SEEDS, UNEVEN, BATCH_OF_ONE, QUARTER, CHECKPOINT)

@@ -242,18 +242,21 @@ NORM = Experiment(
 )
 
 
-def _layernorm_answer(r: NormResult) -> str:
-    """Return how large LayerNorm's error is at k = 8: rounding (below 1e-4), small (below 10%) or large."""
-    rel = r.rel[r.lines.index("layernorm"), list(r.ks).index(8)]
-    return "rounding" if rel < 1e-4 else "small" if rel < 0.1 else "large"
+def _batch_of_one_answer(r: NormResult) -> str:
+    """Return what BatchNorm (train mode) does at k = B: "refused", else "exact" (below 1e-4) or "off"."""
+    k = r.batch
+    if k in r.skipped:
+        return "refused"
+    return "exact" if r.rel[r.lines.index("batchnorm"), list(r.ks).index(k)] < 1e-4 else "off"
 
 
-LAYERNORM = Prediction(
-    "layernorm",
+# The page opens on B = 32 with k up to 16, so micro-batches of one sample are not on screen.
+BATCH_OF_ONE = Prediction(
+    "batch_of_one",
     NORM,
-    NormParams(k_max=8),
-    options=("rounding", "small", "large"),
-    answer=_layernorm_answer,
+    NormParams(batch=8, k_max=8),
+    options=("exact", "off", "refused"),
+    answer=_batch_of_one_answer,
     question="norm.predict_q",
     why="norm.predict_why",
 )
