@@ -12,6 +12,7 @@ Errors carry a message *key* and its arguments, never an English sentence: the U
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import typing
 from collections.abc import Mapping
@@ -165,6 +166,37 @@ class Params:
         """Return the field's upper bound given the other fields (its `hi_of` method), or None when it has none."""
         method = spec.meta.get("hi_of")
         return None if method is None else min(spec.meta["hi"], getattr(self, method)())
+
+    def budget_bound(self, spec: FieldSpec, max_bytes: float, max_work: float) -> int | float | None:
+        """Return the largest value of a numeric field, the other fields as they are, up to which every
+        value the slider offers fits the runner's budgets; None when its whole range fits.
+
+        The slider stops there, so a student never picks a value the runner then refuses. A ladder's
+        stops are tried in order; a plain int range by bisection, which assumes the estimates grow
+        with the field, as they do for sizes and counts. Floats without a ladder are left alone.
+        """
+
+        def fits(value: float) -> bool:
+            q = dataclasses.replace(self, **{spec.name: value})
+            return q.estimate_bytes() <= max_bytes and q.estimate_work() <= max_work
+
+        if spec.kind not in ("int", "float") or spec.meta.get("seed") or spec.meta.get("exact"):
+            return None
+        hi = self.upper_bound(spec)
+        hi = spec.meta["hi"] if hi is None else hi
+        if "ladder" in spec.meta:
+            stops: list[int | float] = [v for v in spec.meta["ladder"] if v <= hi]
+            if fits(stops[-1]):
+                return None
+            fitting = list(itertools.takewhile(fits, stops))
+            return fitting[-1] if fitting else stops[0]
+        if spec.kind != "int" or fits(hi):
+            return None
+        lo, top = int(spec.meta["lo"]), int(hi)  # fits(top) is False: find the last fitting value below it
+        while top - lo > 1:
+            mid = (lo + top) // 2
+            lo, top = (mid, top) if fits(mid) else (lo, mid)
+        return lo
 
     def estimate_bytes(self) -> int:
         """Return the bytes the run will allocate at most; the runner refuses what exceeds the budget."""

@@ -6,7 +6,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.params import InvalidParams, Params, bounds, choices, ladder, ladder_values, seed_field, shape_spec, text_spec
+from core.params import (
+    FieldSpec,
+    InvalidParams,
+    Params,
+    bounds,
+    choices,
+    ladder,
+    ladder_values,
+    seed_field,
+    shape_spec,
+    text_spec,
+)
 
 
 @dataclass(frozen=True)
@@ -165,3 +176,57 @@ def test_a_cross_field_rule_is_reported_once_and_keeps_the_links_other_values() 
     p, rejected = Sized.from_query({"s.size": "100", "s.steps": "500", "s.rows": "5", "s.seed": "7"}, "s")
     assert p == Sized(size=100, steps=20, rows=5, seed=7)
     assert [(r.field, r.key) for r in rejected] == [("steps", "too_much_work")]
+
+
+@dataclass(frozen=True)
+class Budgeted(Params):
+    """A run of depth layers of width x width weights, batch rows: bytes and work grow with each."""
+
+    depth: int = field(default=4, metadata=bounds(1, 100))
+    width: int = field(default=64, metadata=ladder(8, 2048))
+    batch: int = field(default=16, metadata=ladder(1, 1024))
+    rate: float = field(default=0.5, metadata=bounds(0.0, 1.0))
+    seed: int = seed_field()
+
+    def estimate_bytes(self) -> int:
+        return 4 * self.depth * self.width * self.width
+
+    def estimate_work(self) -> float:
+        return float(self.depth * self.batch * self.width * self.width)
+
+
+def spec_of(name: str) -> FieldSpec:
+    return next(s for s in Budgeted.specs() if s.name == name)
+
+
+@pytest.mark.parametrize(
+    ("p", "name", "max_bytes", "max_work"),
+    [
+        (Budgeted(), "width", 2**20, 1e12),  # bytes bind: 4 * 4 * w^2 <= 1 MiB -> w <= 256
+        (Budgeted(), "depth", 2**20, 1e12),  # 4 * d * 4096 <= 1 MiB -> d <= 64
+        (Budgeted(), "batch", 1e12, 2**20),  # 4 * b * 4096 <= 2^20 -> b <= 64
+        (Budgeted(depth=100, width=2048), "width", 1e6, 1e12),  # nothing fits: the slider's least stop
+    ],
+)
+def test_the_budget_bound_is_the_last_value_that_fits(p: Budgeted, name: str, max_bytes: float, max_work: float) -> None:
+    import dataclasses
+
+    spec = spec_of(name)
+    bound = p.budget_bound(spec, max_bytes, max_work)
+    assert bound is not None
+    # Independently: walk every value the slider offers and keep those below the first that does not fit.
+    offered = spec.meta.get("ladder") or range(spec.meta["lo"], spec.meta["hi"] + 1)
+    fitting = []
+    for v in offered:
+        q = dataclasses.replace(p, **{name: v})
+        if q.estimate_bytes() > max_bytes or q.estimate_work() > max_work:
+            break
+        fitting.append(v)
+    assert bound == (fitting[-1] if fitting else offered[0])
+
+
+def test_the_budget_bound_leaves_alone_what_always_fits() -> None:
+    p = Budgeted()
+    assert p.budget_bound(spec_of("width"), 1e12, 1e15) is None
+    assert p.budget_bound(spec_of("seed"), 0, 0) is None  # a seed costs nothing
+    assert p.budget_bound(spec_of("rate"), 0, 0) is None  # a plain float slider
