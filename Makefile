@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test lint typecheck unit pages browser bench chromium clean
+.PHONY: run test lint typecheck unit pages browser bench chromium postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "TorchLab needs Python 3.11 or newer"'
@@ -57,20 +57,34 @@ nginx:
 		echo "!!! Could not install nginx: the replica tests will be SKIPPED."; \
 	else echo "!!! nginx is missing and we are not root: the replica tests will be SKIPPED."; fi
 
+# PostgreSQL for the classroom storage tests (tests/classroom): Debian's package, installed with apt-get when
+# missing and we are root. The tests start their own throwaway cluster (initdb/pg_ctl in a temporary folder,
+# on a unix socket there) and never touch the package's own cluster; without it they skip loudly.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing postgresql (Debian package) for the classroom storage tests..."; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q postgresql >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q postgresql >/dev/null 2>&1; } || \
+		echo "!!! Could not install PostgreSQL: the PostgreSQL storage tests will be SKIPPED."; \
+	else echo "!!! PostgreSQL is missing and we are not root: the PostgreSQL storage tests will be SKIPPED."; fi
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(VENV)/.dev-installed chromium nginx lint
+test: $(VENV)/.dev-installed chromium nginx postgres lint
 	$(BIN)/python -m pytest -n 2 --timeout 600 $(PYTEST_ARGS)
 
-bench: $(VENV)/.dev-installed chromium
+bench: $(VENV)/.dev-installed chromium postgres
 	$(BIN)/python -m bench.pages
 	$(BIN)/python -m bench.slider
 	$(BIN)/python -m bench.graph_render
 	$(BIN)/python -m bench.timing_accuracy
 	$(BIN)/python -m bench.load --students 50 --duration 120
+	$(BIN)/python -m bench.classroom --students 100
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache .hypothesis

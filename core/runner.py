@@ -11,11 +11,13 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -24,7 +26,7 @@ from core.experiment import ExperimentError, RunContext, first_line
 from core.gate import DeviceGate, OwnerBusy, default_folder
 from core.params import InvalidParams, Params
 
-__all__ = ["CONFIG", "DEVICE", "GATE", "RESULTS", "Config", "ExperimentError", "RunContext", "execute"]
+__all__ = ["CONFIG", "COUNTERS", "DEVICE", "GATE", "RESULTS", "Config", "Counters", "ExperimentError", "RunContext", "execute"]
 
 R = TypeVar("R")
 P = TypeVar("P", bound=Params)
@@ -44,6 +46,7 @@ class Config:
     lock_dir: str = ""  # the device gate's folder; processes sharing a device share it ("" = a folder in /tmp)
     rate: float = 2.0  # actions per second a session may sustain
     burst: int = 12  # actions a session may take at once
+    max_workers: int = 4  # DataLoader worker processes one run may start (the data lesson)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Config:
@@ -70,6 +73,7 @@ class Config:
             lock_dir=env.get("TORCHLAB_LOCK_DIR", base.lock_dir).strip(),
             rate=number("TORCHLAB_RATE", base.rate, 0.1, 1000),
             burst=int(number("TORCHLAB_BURST", base.burst, 1, 10000)),
+            max_workers=int(number("TORCHLAB_MAX_WORKERS", base.max_workers, 0, 64)),
         )
 
     def pick_device(self) -> torch.device:
@@ -107,7 +111,138 @@ GATE = DeviceGate(_default_slots(DEVICE), Path(CONFIG.lock_dir or default_folder
 RESULTS = ResultCache(CONFIG.cache_mb * 2**20)
 
 
+class Counters:
+    """This process's counts for the teacher's dashboard: runs, cache hits and misses, queue waits, errors by kind.
+
+    Thread-safe; `snapshot()` is what a replica's heartbeat writes to the classroom database. Rates
+    ("in the last minute") come from timestamps kept for `window` seconds, recent errors for `error_window`.
+    """
+
+    def __init__(self, window: float = 60.0, error_window: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.error_window = error_window
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.runs = self.hits = self.misses = self.waits = 0
+        self.errors: dict[str, int] = {}
+        self._recent_runs: deque[float] = deque()
+        self._recent_waits: deque[tuple[float, float]] = deque()  # (ended at, seconds waited)
+        self._recent_errors: deque[tuple[float, str]] = deque()
+        self._waiting: dict[int, float] = {}  # wait id -> started at
+
+    def count_run(self) -> None:
+        """Count one run that got the device."""
+        with self._lock:
+            self.runs += 1
+            self._recent_runs.append(self.clock())
+
+    def count_cache(self, hit: bool) -> None:
+        """Count one lookup of the class-wide result cache."""
+        with self._lock:
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
+
+    def wait_started(self, wait_id: int) -> None:
+        """Note that a run began waiting for the device gate (repeated calls for one wait count once)."""
+        with self._lock:
+            self._waiting.setdefault(wait_id, self.clock())
+
+    def wait_ended(self, wait_id: int) -> None:
+        """Note that a run stopped waiting (it got the device, or gave up); nothing when it never waited."""
+        with self._lock:
+            started = self._waiting.pop(wait_id, None)
+            if started is not None:
+                now = self.clock()
+                self.waits += 1
+                self._recent_waits.append((now, now - started))
+
+    def count_error(self, kind: str) -> None:
+        """Count one refused or failed run by its message key (budget, timeout, oom, runtime...)."""
+        with self._lock:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+            self._recent_errors.append((self.clock(), kind))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the counts as plain JSON data, with the last minute's runs and longest wait, and recent errors."""
+        with self._lock:
+            now = self.clock()
+            while self._recent_runs and self._recent_runs[0] < now - self.window:
+                self._recent_runs.popleft()
+            while self._recent_waits and self._recent_waits[0][0] < now - self.window:
+                self._recent_waits.popleft()
+            while self._recent_errors and self._recent_errors[0][0] < now - self.error_window:
+                self._recent_errors.popleft()
+            longest = max([w for _, w in self._recent_waits] + [now - t for t in self._waiting.values()], default=0.0)
+            recent: dict[str, int] = {}
+            for _, kind in self._recent_errors:
+                recent[kind] = recent.get(kind, 0) + 1
+            return {
+                "runs": self.runs,
+                "runs_last_minute": len(self._recent_runs),
+                "cache_hits": self.hits,
+                "cache_misses": self.misses,
+                "waits": self.waits,
+                "queue_now": len(self._waiting),
+                "longest_wait_s": round(longest, 3),
+                "errors": dict(self.errors),
+                "recent_errors": recent,
+            }
+
+
+COUNTERS = Counters()
+
+
+def memory_in_use(device: torch.device | None = None) -> tuple[str, int]:
+    """Return (what, bytes): the CUDA memory torch holds on a GPU server, else this process's resident memory."""
+    device = device or DEVICE
+    if device.type == "cuda":
+        return "cuda", int(torch.cuda.memory_allocated(device))
+    try:
+        pages = int(Path("/proc/self/statm").read_text(encoding="ascii").split()[1])
+        return "rss", pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return "rss", 0
+
+
 def execute(
+    run_fn: Callable[[P, RunContext], R],
+    params: P,
+    *,
+    exclusive: bool = False,
+    on_wait: Callable[[int], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
+    owner: str | None = None,
+    device: torch.device | None = None,
+    gate: DeviceGate | None = None,
+    config: Config | None = None,
+) -> R:
+    """Validate params, check the budgets, then run run_fn on the device under the gate (see _execute).
+
+    Every refusal and failure is also counted by kind in COUNTERS, for the teacher's dashboard.
+    """
+    try:
+        return _execute(
+            run_fn,
+            params,
+            exclusive=exclusive,
+            on_wait=on_wait,
+            on_progress=on_progress,
+            owner=owner,
+            device=device,
+            gate=gate,
+            config=config,
+        )
+    except ExperimentError as e:
+        COUNTERS.count_error(e.key)
+        raise
+    except InvalidParams:
+        COUNTERS.count_error("invalid_params")
+        raise
+
+
+def _execute(
     run_fn: Callable[[P, RunContext], R],
     params: P,
     *,
@@ -139,14 +274,25 @@ def execute(
     if work > config.max_gwork:
         raise ExperimentError("work_budget", needed=float(f"{work:.3g}"), most=config.max_gwork)
     seed = int(getattr(params, "seed", 0))
+    wait_id = id(object())
+
+    def waiting(position: int) -> None:
+        COUNTERS.wait_started(wait_id)
+        if on_wait is not None:
+            on_wait(position)
+
     try:
-        with gate.hold(exclusive=exclusive, on_wait=on_wait, owner=owner):
+        with gate.hold(exclusive=exclusive, on_wait=waiting, owner=owner):
+            COUNTERS.wait_ended(wait_id)
+            COUNTERS.count_run()
             generator = torch.Generator(device=device).manual_seed(seed)
             deadline = time.monotonic() + config.run_seconds
             ctx = RunContext(device, generator, deadline, max_bytes, on_progress, config.run_seconds)
             return _run_guarded(run_fn, params, ctx)
     except OwnerBusy:
         raise ExperimentError("one_queued") from None
+    finally:
+        COUNTERS.wait_ended(wait_id)  # a run that gave up waiting (deadline, refusal) stops counting as queued
 
 
 def _run_guarded(run_fn: Callable[[P, RunContext], R], params: P, ctx: RunContext) -> R:

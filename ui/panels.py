@@ -60,10 +60,19 @@ def script_box(code: str, filename: str) -> None:
         )
 
 
-def ask(key: str, question: str, options: Sequence[str], answer: str | None, why: str = "") -> None:
+def ask(
+    key: str,
+    question: str,
+    options: Sequence[str],
+    answer: str | None,
+    why: str = "",
+    after: Callable[[str | None], None] | None = None,
+) -> str | None:
     """A predict-then-run exercise: the student commits a guess and is told at once if it was right.
 
     `answer` was computed by running the experiment (None if that run failed: nothing to check).
+    Returns the guess committed in this run (None on other runs); `after(guess)` draws more inside
+    the exercise's box (the class's answers, in a class).
     """
     with st.container(border=True):
         st.markdown(f"**{t('predict.title')}** {question}")
@@ -77,6 +86,10 @@ def ask(key: str, question: str, options: Sequence[str], answer: str | None, why
                 st.success(t("predict.right", answer=answer) + (" " + why if why else ""), icon=":material/check_circle:")
             else:
                 st.error(t("predict.wrong", guess=guess, answer=answer) + (" " + why if why else ""), icon=":material/cancel:")
+        committed = str(guess) if checked and guess is not None else None
+        if after is not None:
+            after(committed)
+    return committed
 
 
 def lesson_page(slug: str, tabs: Sequence[str], blocks: Mapping[str, Callable[[], None]]) -> None:

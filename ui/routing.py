@@ -5,16 +5,24 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+ROUTED = "_routed_by_app"  # session state: app.py has run in this session (so the process left pages-folder mode)
 
-def leave_pages_folder_mode() -> None:
+
+def leave_pages_folder_mode(router: bool = False) -> None:
     """Make sure app.py routes this run: on a fresh server, drop Streamlit's old pages-folder mode and rerun.
 
     With a `pages/` folder beside app.py, Streamlit 1.67 runs a fresh server's very first script
     run in its old multipage mode (`PagesManager.uses_pages_directory`): it runs the page script
-    straight from `pages/`, without app.py's language, sidebar and navigation. app.py and every
-    page call this first: the flag goes off for the whole process (as st.navigation would set it)
-    and the run starts again through app.py, on the same page (a page's hash is its URL path).
+    straight from `pages/`, without app.py's language, sidebar and navigation. app.py (router=True)
+    and every page call this first: the flag goes off for the whole process (as st.navigation would
+    set it) and the run starts again through app.py, on the same page (a page's hash is its URL path).
+
+    Sessions that opened together on a fresh server all started in that mode, but only the first
+    to get here saw the flag still on. A page therefore also reruns when app.py has not yet run in
+    its session (the others of the first wave); once app.py has run, the flag is off for good.
     """
-    if PagesManager.uses_pages_directory:
+    if router:
+        st.session_state[ROUTED] = True
+    if PagesManager.uses_pages_directory or not st.session_state.get(ROUTED):
         PagesManager.uses_pages_directory = False
         st.rerun()

@@ -16,6 +16,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from core import runner
 from core.experiment import Experiment, ExperimentError, Prediction, RunContext
 from core.params import InvalidParams, Params
+from ui.classroom import class_answers
 from ui.i18n import has, t
 from ui.panels import ask, script_box
 from ui.widgets import error_text, param_widgets
@@ -60,9 +61,18 @@ def run_cached(
     """Run (or fetch from the class-wide cache) one experiment; show a translated error and return None on failure."""
     if params is None:
         return None
+    computed = False
+
+    def compute() -> R:
+        nonlocal computed
+        computed = True
+        return _compute(run_fn, params, exclusive)
+
     try:
         with st.spinner(t("run.running")):
-            return runner.RESULTS.get_or_run(cache_key(run_fn, params), lambda: _compute(run_fn, params, exclusive))
+            result = runner.RESULTS.get_or_run(cache_key(run_fn, params), compute)
+        runner.COUNTERS.count_cache(hit=not computed)
+        return result
     except InvalidParams as e:
         st.error(error_text(e, prefix), icon=":material/warning:")
     except ExperimentError as e:
@@ -121,17 +131,35 @@ def code_panel(experiment: Experiment[P, R], p: P | None) -> None:
 
 
 def predict(prediction: Prediction[Any, Any]) -> None:
-    """Ask a predict-then-run question; its answer comes from running the experiment with the question's settings."""
+    """Ask a predict-then-run question; its answer comes from running the experiment with the question's settings.
+
+    The question is a fragment of its own: committing an answer reruns the question box only (the
+    answer's check, its recording in a class, the class's answers), not the experiment block
+    around it, so a whole class answering at once costs the server little.
+    """
+    _question(prediction)
+
+
+@st.fragment
+def _question(prediction: Prediction[Any, Any]) -> None:
     experiment = prediction.experiment
     result = result_of(experiment, prediction.params)
     answer = None if result is None else prediction.answer(result)
     question = prediction.question or f"{experiment.name}.predict_q"
     why = prediction.why or f"{experiment.name}.predict_why"
     labels = {option: t(f"{experiment.name}.{option}", default=option) for option in prediction.options}
+    lesson = lesson_of(prediction)
     ask(
         prediction.name,
         t(question),
         list(labels.values()),
         None if answer is None else labels[answer],
         t(why) if has(why) else "",
+        after=lambda guess: class_answers(lesson, prediction.name, labels, guess, answer),
     )
+
+
+def lesson_of(prediction: Prediction[Any, Any]) -> str:
+    """Return the slug of the lesson a prediction belongs to (its experiment lives in core.lessons.<slug>)."""
+    parts = prediction.experiment.run.__module__.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["core", "lessons"] else parts[-1]

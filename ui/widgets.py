@@ -3,6 +3,8 @@
 Each field `name` of an experiment `prefix` is the widget key and URL key `prefix.name`. When the
 session has no value for it yet, the value comes from the URL (bad values: default + warning).
 A teacher hides controls with `?_hide=prefix.name,prefix2` (a whole experiment by its prefix).
+A teacher's signed link (ui.classroom.apply_link) fixes controls for the session: a hidden one is
+not drawn, a locked one is drawn disabled, and both keep the teacher's value whatever the URL says.
 """
 
 from __future__ import annotations
@@ -37,6 +39,33 @@ def _hidden(prefix: str, name: str) -> bool:
     return f"{prefix}.{name}" in flags or prefix in flags
 
 
+LINK_KEY = "_link_controls"  # session state: experiment prefix -> {field: (mode, value text)}, set by ui.classroom
+
+
+def link_controls(prefix: str) -> dict[str, tuple[str, str]]:
+    """Return the controls of an experiment that a verified teacher link fixed: field -> (hidden | locked, value text)."""
+    fixed = st.session_state.get(LINK_KEY, {})
+    return dict(fixed.get(prefix, {})) if isinstance(fixed, dict) else {}
+
+
+def _pin_fixed(cls: type[Params], prefix: str, fixed: dict[str, tuple[str, str]]) -> None:
+    """Give each fixed control the teacher's value; say once when the URL asked for another one."""
+    noticed: set[str] = st.session_state.setdefault("_link_noticed", set())
+    for spec in cls.specs():
+        if spec.name not in fixed:
+            continue
+        key = f"{prefix}.{spec.name}"
+        try:
+            value = decode(spec, fixed[spec.name][1])
+        except InvalidParams:
+            continue  # a value this version cannot read: the control stays free
+        url = st.query_params.get(key)
+        if url is not None and url != fixed[spec.name][1] and key not in noticed:
+            noticed.add(key)
+            st.info(t("links.locked_kept", field=field_label(prefix, spec.name)), icon=":material/lock:")
+        st.session_state[key] = _widget_value(spec, value)
+
+
 def _widget_value(spec: FieldSpec, value: Any) -> Any:
     if spec.kind == "ints":
         return encode(spec, value)
@@ -64,7 +93,7 @@ def _relink(cls: type[Params], prefix: str, name: str) -> None:
         st.session_state[f"{prefix}.{other}"] = _widget_value(specs[other], value)
 
 
-def _number(spec: FieldSpec, key: str, label: str, help_text: str | None, hi: float) -> None:
+def _number(spec: FieldSpec, key: str, label: str, help_text: str | None, hi: float, disabled: bool = False) -> None:
     """Draw a numeric field: a number box for seeds and exact values, a ladder or a plain slider for the rest.
 
     A value the URL brought that is not one of the ladder's stops becomes a stop of its own, so
@@ -83,16 +112,17 @@ def _number(spec: FieldSpec, key: str, label: str, help_text: str | None, hi: fl
             key=key,
             help=help_text,
             format=None if spec.kind == "int" else "%g",
+            disabled=disabled,
         )
     elif "ladder" in meta:
         stops = sorted({number(v) for v in meta["ladder"] if v <= hi} | {number(st.session_state[key])})
-        st.select_slider(label, stops, key=key, help=help_text, format_func=lambda v: f"{v:g}")
+        st.select_slider(label, stops, key=key, help=help_text, format_func=lambda v: f"{v:g}", disabled=disabled)
     elif spec.kind == "int":
         # Streamlit refuses a slider whose ends are equal: a bound the other fields pin to lo shows lo..lo+1, disabled.
-        st.slider(label, int(lo), max(int(hi), int(lo) + 1), key=key, help=help_text, disabled=int(hi) <= int(lo))
+        st.slider(label, int(lo), max(int(hi), int(lo) + 1), key=key, help=help_text, disabled=disabled or int(hi) <= int(lo))
     else:
         step = float(meta["step"]) if meta.get("step") else (float(hi) - float(lo)) / FLOAT_SLIDER_STOPS
-        st.slider(label, float(lo), float(hi), step=step, key=key, help=help_text, format="%g")
+        st.slider(label, float(lo), float(hi), step=step, key=key, help=help_text, format="%g", disabled=disabled)
 
 
 def _float_step(lo: float, hi: float) -> float:
@@ -100,7 +130,7 @@ def _float_step(lo: float, hi: float) -> float:
     return 10 ** math.floor(math.log10(lo)) if lo > 0 else (hi - lo) / 1000
 
 
-def _draw(cls: type[Params], spec: FieldSpec, prefix: str, label_key: str, current: Params) -> None:
+def _draw(cls: type[Params], spec: FieldSpec, prefix: str, label_key: str, current: Params, disabled: bool = False) -> None:
     key = f"{prefix}.{spec.name}"
     label = t(f"{prefix}.{label_key}", default=label_key)
     help_text = t(f"{prefix}.{label_key}_help") if has(f"{prefix}.{label_key}_help") else None
@@ -116,7 +146,7 @@ def _draw(cls: type[Params], spec: FieldSpec, prefix: str, label_key: str, curre
     option_label = _labeller(f"{prefix}.{spec.name}_choices", meta.get("choices", ()))
 
     if spec.kind == "bool":
-        st.toggle(label, key=key, help=help_text)
+        st.toggle(label, key=key, help=help_text, disabled=disabled)
     elif spec.kind == "str" and "choices" in meta:
         st.selectbox(
             label,
@@ -126,17 +156,18 @@ def _draw(cls: type[Params], spec: FieldSpec, prefix: str, label_key: str, curre
             format_func=option_label,
             on_change=_relink,
             args=(cls, prefix, spec.name),
+            disabled=disabled,
         )
     elif spec.kind == "strs":
-        st.multiselect(label, meta["choices"], key=key, help=help_text, format_func=option_label)
+        st.multiselect(label, meta["choices"], key=key, help=help_text, format_func=option_label, disabled=disabled)
     elif spec.kind in ("int", "float"):
-        _number(spec, key, label, help_text, hi)
+        _number(spec, key, label, help_text, hi, disabled)
     elif spec.kind == "str":
         area = st.text_area if _wide(spec) else st.text_input
-        area(label, key=key, help=help_text, max_chars=int(meta.get("max_len", 40)))
+        area(label, key=key, help=help_text, max_chars=int(meta.get("max_len", 40)), disabled=disabled)
     else:
         default_help = t("widgets.list_help") if meta.get("sep") == "," else t("widgets.shape_help")
-        st.text_input(label, key=key, help=help_text or default_help, max_chars=80)
+        st.text_input(label, key=key, help=help_text or default_help, max_chars=80, disabled=disabled)
 
 
 def _labeller(table: str, options: Iterable[str]) -> Callable[[str], str]:
@@ -212,7 +243,11 @@ def param_widgets(cls: type[P], prefix: str, columns: int = 3) -> P | None:
     is updated to hold every field, so a copied link reproduces the experiment.
     """
     _seed_from_url(cls, prefix)
+    fixed = link_controls(prefix)
+    _pin_fixed(cls, prefix, fixed)
     for r in st.session_state.pop(f"_rejected.{prefix}", []):
+        if r.field in fixed:
+            continue  # the teacher's value is used, and the notice above said so
         st.warning(
             t(
                 "url.rejected",
@@ -229,14 +264,17 @@ def param_widgets(cls: type[P], prefix: str, columns: int = 3) -> P | None:
     else:
         error = None
     roles = current.roles()
-    shown = [s for s in cls.specs() if s.name in roles and not _hidden(prefix, s.name)]
+    shown = [
+        s for s in cls.specs() if s.name in roles and not _hidden(prefix, s.name) and fixed.get(s.name, ("",))[0] != "hidden"
+    ]
+    locked = {name for name, (mode, _) in fixed.items() if mode == "locked"}
     for spec in (s for s in shown if _wide(s)):
-        _draw(cls, spec, prefix, roles[spec.name], current)
+        _draw(cls, spec, prefix, roles[spec.name], current, spec.name in locked)
     narrow = [s for s in shown if not _wide(s)]
     cols = st.columns(min(columns, max(1, len(narrow))))
     for i, spec in enumerate(narrow):
         with cols[i % len(cols)]:
-            _draw(cls, spec, prefix, roles[spec.name], current)
+            _draw(cls, spec, prefix, roles[spec.name], current, spec.name in locked)
     if error is None:
         try:
             current = cls(**{s.name: _read(s, prefix) for s in cls.specs()})  # a moved bound (hi_of) may have lowered a value

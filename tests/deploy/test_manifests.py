@@ -816,7 +816,7 @@ def test_configuration_names_are_ones_the_app_reads() -> None:
     def names(text: str) -> set[str]:
         return set(re.findall(r"TORCHLAB_[A-Z][A-Z0-9_]*", text))
 
-    app_code = [ROOT / "app.py", *(p for d in ("core", "ui", "views") for p in (ROOT / d).rglob("*.py"))]
+    app_code = [ROOT / "app.py", *(p for d in ("core", "classroom", "ui", "views") for p in (ROOT / d).rglob("*.py"))]
     read_by_app = set().union(*(names(p.read_text()) for p in app_code))
     (start,) = [ins for ins in final_stage() if ins.keyword == "COPY" and "torchlab-start" in ins.args]
     known = read_by_app | names(start.heredoc)
