@@ -22,6 +22,10 @@ os.environ.setdefault("TORCHLAB_BURST", "100000")
 # xdist workers inherit the controller's environment, so each worker makes its own folder.
 if "PYTEST_XDIST_WORKER" in os.environ or "TORCHLAB_LOCK_DIR" not in os.environ:
     os.environ["TORCHLAB_LOCK_DIR"] = tempfile.mkdtemp(prefix="torchlab-gate-test-")
+# Likewise the class database: the servers and AppTest runs of one test process write their
+# heartbeats and classes to a throwaway folder, never to the checkout's .data/.
+if "PYTEST_XDIST_WORKER" in os.environ or "TORCHLAB_DATA_DIR" not in os.environ:
+    os.environ["TORCHLAB_DATA_DIR"] = tempfile.mkdtemp(prefix="torchlab-data-test-")
 
 
 @pytest.fixture(scope="session")
