@@ -13,8 +13,8 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.runtime import Runtime
 from streamlit.runtime.app_session import AppSession
 
+from core.config import CONFIG
 from core.ratelimit import NewestWins, TokenBucket
-from core.runner import CONFIG
 from ui.i18n import t
 from ui.run import session_id
 

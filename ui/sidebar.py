@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.runner import CONFIG, device_facts
+from core.config import CONFIG
+from core.runner import device_facts
 from ui.i18n import t
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from core import runner
+from core.config import CONFIG
 from core.params import FieldSpec, InvalidParams, Params, decode, encode, parse_ints
 from ui.i18n import has, t
 
@@ -139,7 +139,7 @@ def _draw(cls: type[Params], spec: FieldSpec, prefix: str, label_key: str, curre
     hi = current.upper_bound(spec) if spec.kind in ("int", "float") else None
     # The slider also stops where the run, the other fields as they are, would exceed the runner's
     # memory or work budget: a student is never offered a value the runner then refuses.
-    budget = current.budget_bound(spec, runner.CONFIG.max_mb * 2**20, runner.CONFIG.max_gwork * 1e9)
+    budget = current.budget_bound(spec, CONFIG.max_mb * 2**20, CONFIG.max_gwork * 1e9)
     if budget is not None:
         hi = budget if hi is None else min(hi, budget)
     if hi is None:
