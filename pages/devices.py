@@ -3,20 +3,28 @@
 import streamlit as st
 
 from core.charts import sci
+from core.config import CONFIG
 from core.lessons.devices import TABS
 from core.lessons.devices import charts as devices_charts
 from core.lessons.devices import checkpoint as devices_checkpoint
 from core.lessons.devices import dataparallel as devices_dataparallel
 from core.lessons.devices import facts as devices_facts
+from core.lessons.devices import moves as devices_moves
 from core.lessons.devices import pipeline as devices_pipeline
+from core.lessons.devices import visible as devices_visible
 from ui.i18n import t
 from ui.panels import charts_text, figure, gpu_note, lesson_page, table, torch_says
-from ui.run import code_panel, predict, run_experiment
+from ui.run import code_panel, predict, result_of, run_experiment
 
 
 def yes_no(value: bool) -> str:
     """Return "yes" or "no" in the page's language."""
     return t("yes") if value else t("no")
+
+
+def device_label(device: str) -> str:
+    """Return the device a timing ran on, with the CPU's thread count (the server's TORCHLAB_THREADS) on a CPU."""
+    return t("devices.cpu_threads_label", device=device, threads=CONFIG.threads) if device.startswith("cpu") else device
 
 
 @st.fragment
@@ -35,6 +43,51 @@ def facts() -> None:
         table(devices_charts.transfer_table(r, tr), "facts.transfer_caption")
     code_panel(devices_facts.FACTS, p)
     predict(devices_facts.SAME)
+
+
+@st.fragment
+def moves() -> None:
+    st.subheader(t("moves.heading"))
+    p, r = run_experiment(devices_moves.MOVES, columns=2)
+    if r is not None:
+        gpu_note(r.gpu_only)
+        table(devices_charts.moves_table(r, charts_text("moves")), "moves.table_caption")
+    code_panel(devices_moves.MOVES, p)
+    predict(devices_moves.NO_CHANGE)
+
+
+@st.fragment
+def visible() -> None:
+    st.subheader(t("visible.heading"))
+    p, r = run_experiment(devices_visible.VISIBLE_DEVICES, columns=2)
+    if r is not None:
+        current = "—" if r.child_current is None else str(r.child_current)
+        env = t("visible.unset") if r.env_value is None else f'"{r.env_value}"'
+        st.markdown(t("visible.child_line", env=env, count=r.child_count, current=current, parent=r.parent_count))
+        for i, name in enumerate(r.child_names):
+            physical = r.child_order[i] if i < len(r.child_order) else "?"
+            st.markdown(t("visible.name_line", i=i, name=name, physical=physical))
+        if r.parent_count == 0:
+            st.info(t("visible.no_gpu", physical=r.physical), icon=":material/memory:")
+        table(devices_charts.visible_table(r, charts_text("visible")), "visible.table_caption")
+    code_panel(devices_visible.VISIBLE_DEVICES, p)
+
+
+def facts_moves_visible() -> None:
+    """The facts tab: the server's devices and copy costs, then what .to/.cuda return, then CUDA_VISIBLE_DEVICES."""
+    facts()
+    moves()
+    visible()
+
+
+def mismatch() -> None:
+    """The pitfalls tab: the device-mismatch error, raised live by the moves experiment at its defaults."""
+    r = result_of(devices_moves.MOVES, devices_moves.MovesParams())
+    if r is not None:
+        model, data = r.mismatch_devices
+        st.markdown(t("moves.mismatch_line", model=model, data=data))
+        torch_says(r.mismatch_error)
+        st.markdown(t("moves.fixed_line", shape=" × ".join(map(str, r.fixed_shape))))
 
 
 @st.fragment
@@ -74,12 +127,17 @@ def pipeline() -> None:
             devices_charts.pipeline_figure(r, tr),
             "pipeline.caption",
             key="pipeline.curve",
-            device=r.device,
+            device=device_label(r.device),
             gbps=f"{r.transfer_gbps:g}",
             width=r.width,
         )
-        st.markdown(t("pipeline.measured_line", **devices_charts.measured_values(r)))
-        figure(devices_charts.stage_times_figure(r, tr), "pipeline.caption_stages", key="pipeline.stages", device=r.device)
+        st.markdown(t("pipeline.measured_line", **(devices_charts.measured_values(r) | {"device": device_label(r.device)})))
+        figure(
+            devices_charts.stage_times_figure(r, tr),
+            "pipeline.caption_stages",
+            key="pipeline.stages",
+            device=device_label(r.device),
+        )
         with st.expander(t("pipeline.table_heading")):
             table(devices_charts.pipeline_table(r, tr), "pipeline.table_caption")
     code_panel(devices_pipeline.PIPELINE, p)
@@ -112,4 +170,14 @@ def checkpoint() -> None:
     predict(devices_checkpoint.NON_STRICT)
 
 
-lesson_page("devices", TABS, {"facts": facts, "dataparallel": dataparallel, "pipeline": pipeline, "checkpoint": checkpoint})
+lesson_page(
+    "devices",
+    TABS,
+    {
+        "facts": facts_moves_visible,
+        "dataparallel": dataparallel,
+        "pipeline": pipeline,
+        "checkpoint": checkpoint,
+        "pitfalls": mismatch,
+    },
+)

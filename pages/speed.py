@@ -1,4 +1,4 @@
-"""Lesson 7 — Speed and memory: honest timing, CPU vs GPU scaling, cudnn.benchmark, memory savers, transfers."""
+"""Lesson 7 — Speed and memory: honest timing, CPU vs GPU scaling, cudnn.benchmark, memory savers, leaks, transfers."""
 
 import streamlit as st
 
@@ -6,14 +6,22 @@ from core.lessons.accumulation import charts as accumulation_charts
 from core.lessons.accumulation import savers as accumulation_savers
 from core.lessons.speed import TABS
 from core.lessons.speed import charts as speed_charts
+from core.lessons.speed import common as speed_common
 from core.lessons.speed import cudnn as speed_cudnn
 from core.lessons.speed import footprint as speed_footprint
+from core.lessons.speed import leak as speed_leak
+from core.lessons.speed import profiler as speed_profiler
 from core.lessons.speed import scaling as speed_scaling
 from core.lessons.speed import timing as speed_timing
 from core.lessons.speed import transfer as speed_transfer
 from ui.i18n import t
 from ui.panels import charts_text, figure, gpu_note, lesson_page, table
 from ui.run import code_panel, predict, run_experiment
+
+
+def threads_note() -> None:
+    """Say with how many CPU threads the timings on this tab ran (the server's configured count)."""
+    st.caption(t("speed.threads_note", threads=speed_common.cpu_threads_limit()))
 
 
 @st.fragment
@@ -26,8 +34,39 @@ def timing() -> None:
             st.markdown(t("timing.cpu_same"))
         figure(speed_charts.timing_figure(r, tr), "timing.caption", key="timing.fig", **speed_charts.timing_caption(r))
         table(speed_charts.timing_table(r, tr), "timing.table_caption")
+        threads_note()
     code_panel(speed_timing.TIMING, p)
     predict(speed_timing.BARE_CLOCK)
+
+
+@st.fragment
+def profiler() -> None:
+    st.subheader(t("profiler.heading"))
+    p, r = run_experiment(speed_profiler.PROFILER, columns=4)
+    if r is not None:
+        gpu_note(r.gpu_only)
+        table(speed_charts.profiler_table(r, charts_text("profiler")))
+        counts = dict(zip(r.counted, r.counted_calls.tolist(), strict=True))
+        st.caption(
+            t(
+                "profiler.caption",
+                share=f"{r.matmul_share:.0%}",
+                total=f"{r.total_self_cpu_us / 1e3:.3g}",
+                layers=r.layers,
+                addmm=counts["aten::addmm"],
+                mm=counts["aten::mm"],
+            )
+        )
+        if r.self_cuda_us is not None:
+            st.caption(t("profiler.caption_cuda"))
+        threads_note()
+    code_panel(speed_profiler.PROFILER, p)
+
+
+def timing_and_profiler() -> None:
+    """The timing tab holds two experiments: four ways to time one call, then the profiler's table of one step."""
+    timing()
+    profiler()
 
 
 @st.fragment
@@ -36,6 +75,7 @@ def scaling() -> None:
     if parts is not None:
         r, tr = speed_scaling.merge_scaling(parts), charts_text("scaling")
         gpu_note(r.gpu_only)
+        st.markdown(t("scaling.threads_line", threads=r.cpu_threads, limit=speed_common.cpu_threads_limit()))
         if r.cpu_skipped:
             skipped = ", ".join(map(str, r.cpu_skipped))
             st.info(t("scaling.skipped", sizes=skipped, gflop=f"{r.cpu_max_flops / 1e9:.3g}"))
@@ -55,6 +95,7 @@ def cudnn() -> None:
         gpu_note(r.gpu_only)
         figure(speed_charts.cudnn_figure(r, charts_text("cudnn")), "cudnn.caption", key="cudnn.fig")
         table(speed_charts.cudnn_table(r, charts_text("cudnn")))
+        threads_note()
     code_panel(speed_cudnn.CUDNN, p)
 
 
@@ -71,6 +112,7 @@ def footprint() -> None:
             key="footprint.ckpt",
             **speed_charts.checkpoint_caption(r),
         )
+        threads_note()
     code_panel(speed_footprint.FOOTPRINT, p)
     predict(speed_footprint.NO_GRAD)
 
@@ -94,6 +136,29 @@ def savers() -> None:
 
 
 @st.fragment
+def leak() -> None:
+    p, r = run_experiment(speed_leak.LEAK, columns=4)
+    if r is not None:
+        tr = charts_text("leak")
+        gpu_note(r.gpu_only)
+        tensor = r.ways.index("tensor")
+        figure(
+            speed_charts.leak_figure(r, tr),
+            f"leak.caption_{r.phase}",
+            key="leak.fig",
+            steps=len(r.steps),
+            one=f"{r.step_bytes / 1e6:.3f}",
+            held=f"{r.kept_bytes[tensor, -1] / 1e6:.3f}",
+            nodes=int(r.graph_nodes[tensor, -1]),
+        )
+        if r.cuda_allocated is not None:
+            figure(speed_charts.leak_cuda_figure(r, tr), "leak.caption_cuda", key="leak.cuda")
+        table(speed_charts.leak_table(r, tr), "leak.table_caption")
+    code_panel(speed_leak.LEAK, p)
+    predict(speed_leak.TRAINING_HOLDS)
+
+
+@st.fragment
 def transfer() -> None:
     p, parts = run_experiment(speed_transfer.TRANSFER, columns=2)
     if parts is not None:
@@ -101,6 +166,7 @@ def transfer() -> None:
         gpu_note(parts[0].gpu_only)
         figure(speed_charts.transfer_figure(parts, tr), "transfer.caption", key="transfer.fig")
         table(speed_charts.transfer_table(parts, tr), "transfer.table_caption")
+        threads_note()
     code_panel(speed_transfer.TRANSFER, p)
     predict(speed_transfer.AS_TENSOR)
 
@@ -115,10 +181,11 @@ lesson_page(
     "speed",
     TABS,
     {
-        "timing": timing,
+        "timing": timing_and_profiler,
         "scaling": scaling,
         "cudnn": cudnn,
         "footprint": footprint_and_savers,
+        "leak": leak,
         "transfer": transfer,
     },
 )

@@ -1,6 +1,7 @@
 """The "Devices and many GPUs" lesson: device facts and .to costs, DataParallel, pipelining, portable checkpoints.
 
-1. facts        - what the server computes on, and what `.to(...)`, `.cuda()` and `.cpu()` cost.
+1. facts        - what the server computes on, and what `.to(...)`, `.cuda()` and `.cpu()` cost; then (moves)
+                  what they return for a module and for a tensor, and (visible) CUDA_VISIBLE_DEVICES.
 2. dataparallel - nn.DataParallel simulated on one device (scatter, replicate, gather): why the mean
                   of the per-replica mean losses is not the batch mean when the batch splits unevenly.
 3. pipeline     - model parallelism over two devices: stage times measured here, then the timing
@@ -21,8 +22,10 @@ from core.experiment import Experiment, Prediction
 from core.lessons.devices.checkpoint import CHECKPOINT, NON_STRICT, PLAIN_LOAD
 from core.lessons.devices.dataparallel import DATAPARALLEL, GPUS_USED, MEAN_OF_MEANS
 from core.lessons.devices.facts import FACTS, SAME
+from core.lessons.devices.moves import MOVES, NO_CHANGE
 from core.lessons.devices.pipeline import ONE_CHUNK, PIPELINE
+from core.lessons.devices.visible import VISIBLE_DEVICES
 
 TABS = ("facts", "dataparallel", "pipeline", "checkpoint", "pitfalls")
-EXPERIMENTS: tuple[Experiment[Any, Any], ...] = (FACTS, DATAPARALLEL, PIPELINE, CHECKPOINT)
-PREDICTIONS: tuple[Prediction[Any, Any], ...] = (SAME, MEAN_OF_MEANS, GPUS_USED, ONE_CHUNK, PLAIN_LOAD, NON_STRICT)
+EXPERIMENTS: tuple[Experiment[Any, Any], ...] = (FACTS, MOVES, VISIBLE_DEVICES, DATAPARALLEL, PIPELINE, CHECKPOINT)
+PREDICTIONS: tuple[Prediction[Any, Any], ...] = (SAME, NO_CHANGE, MEAN_OF_MEANS, GPUS_USED, ONE_CHUNK, PLAIN_LOAD, NON_STRICT)

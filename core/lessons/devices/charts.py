@@ -10,7 +10,9 @@ from core.charts import Text, finish, sci
 from core.lessons.devices.checkpoint import CkptResult
 from core.lessons.devices.dataparallel import DPResult
 from core.lessons.devices.facts import FactsResult, Transfer
+from core.lessons.devices.moves import MovesResult
 from core.lessons.devices.pipeline import PipeResult, transfer_seconds
+from core.lessons.devices.visible import VisibleResult
 from core.memo import same_inputs
 
 GIB = 2**30
@@ -393,5 +395,39 @@ def ckpt_equal_table(r: CkptResult, tr: Text) -> pd.DataFrame:
         {
             tr("model_key"): list(r.model_keys),
             tr("equal"): [_yes_no(e, tr) for e in r.equal_per_key],
+        }
+    )
+
+
+def moves_table(r: MovesResult, tr: Text) -> pd.DataFrame:
+    """Return one row per call: what it returned (`is` the original?) and what became of the original."""
+    d = r.dtype
+    rows = [
+        (f"m.to(torch.{d})", r.module_same, f"m.weight: {r.param_dtype}"),
+        ("w is m.weight", r.param_same, f"w.dtype: {r.param_dtype}"),
+        ("m.cpu()", r.module_cpu_same, ""),
+        (f"t.to(torch.{d})", r.tensor_same, f"t.dtype: {r.tensor_dtype}; {tr('result')}: {r.new_dtype}"),
+        (f"t.to(torch.{d}, copy=True)", r.tensor_copy_same, ""),
+        ("t.cpu()", r.tensor_cpu_same, ""),
+    ]
+    if r.module_cuda_same is not None:
+        rows.append(("m.cuda()", r.module_cuda_same, f"m.weight.device: {r.weight_device}"))
+        rows.append(("t.cuda()", bool(r.tensor_cuda_same), f"t.device: {r.tensor_device}"))
+        rows.append((f"y.cuda()  ({tr('y_on_gpu')})", bool(r.cuda_tensor_cuda_same), ""))
+    return pd.DataFrame(
+        {
+            tr("call"): [call for call, _, _ in rows],
+            tr("same_object"): ["✓ " + tr("yes") if same else "✗ " + tr("no") for _, same, _ in rows],
+            tr("afterwards"): [after for _, _, after in rows],
+        }
+    )
+
+
+def visible_table(r: VisibleResult, tr: Text) -> pd.DataFrame:
+    """Return the renumbering on an imagined server of r.physical GPUs: each visible index and the physical GPU behind it."""
+    return pd.DataFrame(
+        {
+            tr("child_index"): [f"cuda:{i}" for i in range(len(r.model_order))],
+            tr("physical_gpu"): [f"GPU {j}" for j in r.model_order],
         }
     )

@@ -1,4 +1,4 @@
-"""The "Speed and memory" lesson: honest timing, CPU vs GPU scaling, cudnn.benchmark, memory footprint, transfers.
+"""The "Speed and memory" lesson: honest timing, CPU vs GPU scaling, cudnn.benchmark, memory footprint, leaks, transfers.
 
 Every experiment here times something, so each is `exclusive=True`: it runs alone on its device,
 nobody else's work pollutes its clock, and the process-wide switches some runs flip
@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from core.lessons.speed.cudnn import CUDNN
 from core.lessons.speed.footprint import FOOTPRINT, NO_GRAD
+from core.lessons.speed.leak import LEAK, TRAINING_HOLDS
+from core.lessons.speed.profiler import PROFILER
 from core.lessons.speed.scaling import DOUBLING, SCALING
 from core.lessons.speed.timing import BARE_CLOCK, TIMING
 from core.lessons.speed.transfer import AS_TENSOR, TRANSFER
 
-TABS = ("timing", "scaling", "cudnn", "footprint", "transfer", "pitfalls")
-EXPERIMENTS = (TIMING, SCALING, CUDNN, FOOTPRINT, TRANSFER)
-PREDICTIONS = (BARE_CLOCK, DOUBLING, NO_GRAD, AS_TENSOR)
+TABS = ("timing", "scaling", "cudnn", "footprint", "leak", "transfer", "pitfalls")
+EXPERIMENTS = (TIMING, PROFILER, SCALING, CUDNN, FOOTPRINT, LEAK, TRANSFER)
+PREDICTIONS = (BARE_CLOCK, DOUBLING, NO_GRAD, TRAINING_HOLDS, AS_TENSOR)

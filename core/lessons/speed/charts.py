@@ -11,6 +11,8 @@ import plotly.graph_objects as go
 from core.charts import MB, Text, finish, memory_time_figure
 from core.lessons.speed.cudnn import CudnnResult
 from core.lessons.speed.footprint import FootprintResult
+from core.lessons.speed.leak import LeakResult
+from core.lessons.speed.profiler import ProfilerResult
 from core.lessons.speed.scaling import ScalingResult
 from core.lessons.speed.timing import TimingResult
 from core.lessons.speed.transfer import TransferResult
@@ -18,6 +20,7 @@ from core.memo import same_inputs
 
 CLOCK_STYLE = {"naive": ("#e45756", "dot"), "sync": ("#4c78a8", "solid"), "events": ("#54a24b", "dash")}
 DEVICE_COLORS = {"cpu": "#4c78a8", "gpu": "#e45756"}
+WAY_STYLE = {"tensor": ("#e45756", "solid"), "item": ("#4c78a8", "solid"), "detach": ("#54a24b", "dash")}
 
 
 def _ms(seconds: float | None) -> str:
@@ -88,9 +91,10 @@ def scaling_figure(r: ScalingResult, tr: Text, quantity: str) -> go.Figure:
         if seconds is None or tflops is None:
             continue
         y = 1e3 * seconds if quantity == "time" else tflops
-        fig.add_scatter(
-            x=r.sizes, y=y, mode="lines+markers", name=f"{tr(kind)}: {name}", line={"color": DEVICE_COLORS[kind], "width": 3}
-        )
+        # The CPU's thread count is part of what is compared: say it on the line itself.
+        threads = f" ({r.cpu_threads} {tr('threads')})" if kind == "cpu" else ""
+        label = f"{tr(kind)}: {name}{threads}"
+        fig.add_scatter(x=r.sizes, y=y, mode="lines+markers", name=label, line={"color": DEVICE_COLORS[kind], "width": 3})
         if quantity == "tflops" and peak is not None:
             label = tr("cpu_peak") if kind == "cpu" else tr("gpu_peak")
             fig.add_hline(
@@ -240,3 +244,79 @@ def transfer_table(parts: Sequence[TransferResult], tr: Text) -> pd.DataFrame:
             tr("shares"): ["✓" if shares[i, j] else "✗" for i, j in rows],
         }
     )
+
+
+@same_inputs
+def leak_figure(r: LeakResult, tr: Text) -> go.Figure:
+    """Saved bytes still held after each step, per way of adding up the loss, with one step's graph times the steps dotted."""
+    fig = go.Figure()
+    steps = r.steps
+    fig.add_scatter(
+        x=steps, y=steps * r.step_bytes / MB, mode="lines", name=tr("every_graph"), line={"color": "#999999", "dash": "dot"}
+    )
+    for i, way in enumerate(r.ways):
+        color, dash = WAY_STYLE[way]
+        fig.add_scatter(
+            x=steps, y=r.kept_bytes[i] / MB, mode="lines+markers", name=tr(way), line={"color": color, "dash": dash}
+        )
+    fig.update_xaxes(title=tr("step"), dtick=max(1, len(steps) // 10))
+    fig.update_yaxes(title=tr("kept_mb"), rangemode="tozero")
+    return finish(fig, tr("leak_title"), height=380)
+
+
+@same_inputs
+def leak_cuda_figure(r: LeakResult, tr: Text) -> go.Figure:
+    """On CUDA: memory_allocated and memory_reserved above the loop's start after each step, per way (MB)."""
+    fig = go.Figure()
+    assert r.cuda_allocated is not None and r.cuda_reserved is not None
+    for i, way in enumerate(r.ways):
+        color, _ = WAY_STYLE[way]
+        fig.add_scatter(
+            x=r.steps,
+            y=r.cuda_allocated[i] / MB,
+            mode="lines+markers",
+            name=f"{tr(way)}: memory_allocated",
+            line={"color": color},
+        )
+        fig.add_scatter(
+            x=r.steps,
+            y=r.cuda_reserved[i] / MB,
+            mode="lines",
+            name=f"{tr(way)}: memory_reserved",
+            line={"color": color, "dash": "dot"},
+        )
+    fig.update_xaxes(title=tr("step"), dtick=max(1, len(r.steps) // 10))
+    fig.update_yaxes(title=tr("cuda_mb"), rangemode="tozero")
+    return finish(fig, tr("cuda_title"), height=400)
+
+
+def leak_table(r: LeakResult, tr: Text) -> pd.DataFrame:
+    """Return per way: the total reached, whether it requires grad, its graph's nodes, bytes held at the end and after del."""
+    columns: dict[str, list[str]] = {
+        tr("way"): [tr(way) for way in r.ways],
+        "total_loss": [f"{v:.6f}" for v in r.total_loss],
+        "requires_grad": ["✓" if v else "✗" for v in r.total_requires_grad],
+        tr("nodes"): [str(int(v)) for v in r.graph_nodes[:, -1]],
+        tr("kept_end_mb"): [f"{v / MB:.3f}" for v in r.kept_bytes[:, -1]],
+        tr("after_del_mb"): [f"{v / MB:.3f}" for v in r.after_del_bytes],
+    }
+    if r.cuda_after_del is not None and r.cuda_after_empty_cache is not None:
+        columns[tr("del_allocated_mb")] = [f"{v / MB:.3f}" for v in r.cuda_after_del[:, 0]]
+        columns[tr("del_reserved_mb")] = [f"{v / MB:.3f}" for v in r.cuda_after_del[:, 1]]
+        columns[tr("empty_reserved_mb")] = [f"{v / MB:.3f}" for v in r.cuda_after_empty_cache[:, 1]]
+    return pd.DataFrame(columns)
+
+
+def profiler_table(r: ProfilerResult, tr: Text) -> pd.DataFrame:
+    """Return the profiled step's top ops: calls, self and total CPU time (µs), share of the step, and CUDA time on a GPU."""
+    total = r.total_self_cpu_us or 1.0
+    columns: dict[str, list[str]] = {
+        tr("op"): list(r.names),
+        tr("calls"): [str(int(n)) for n in r.calls],
+        tr("self_cpu_us"): [f"{v:.4g}" for v in r.self_cpu_us],
+        tr("self_cpu_share"): [f"{v / total:.1%}" for v in r.self_cpu_us],
+        tr("cpu_total_us"): [f"{v:.4g}" for v in r.cpu_total_us],
+    }
+    if r.self_cuda_us is not None:
+        columns[tr("self_cuda_us")] = [f"{v:.4g}" for v in r.self_cuda_us]
+    return pd.DataFrame(columns)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from core.config import CONFIG
 from core.params import InvalidParams
 from core.runner import cpu_model
 
@@ -113,6 +114,27 @@ def backend_flags(device: torch.device, *, cudnn_benchmark: bool | None = None, 
         yield
     finally:
         cudnn.benchmark, cuda_backend.matmul.allow_tf32, cudnn.allow_tf32 = saved
+
+
+def cpu_threads_limit() -> int:
+    """Return the most CPU threads a run may use: the server's TORCHLAB_THREADS (CONFIG.threads, 1 by default)."""
+    return CONFIG.threads
+
+
+@contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Run the with-block with torch's intra-op CPU threads set to n, and restore the process's count after.
+
+    torch.set_num_threads is process-wide. Only an exclusive experiment may call this: the device gate
+    then runs nothing else in this process (nor in any process sharing the device), so no other run sees
+    the count, and the runner's start-up value (CONFIG.threads) is back before the gate is released.
+    """
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def check_increasing(name: str, values: tuple[int, ...]) -> None:

@@ -20,6 +20,8 @@ from core.lessons.speed.common import (
     OPS,
     backend_flags,
     check_increasing,
+    cpu_threads,
+    cpu_threads_limit,
     device_name,
     flops,
     footprint_bytes,
@@ -77,7 +79,21 @@ class ScalingParams(Params):
     # matmul n / conv input side, rising; SCALING_SIZES holds each op's default sweep
     sizes: tuple[int, ...] = field(default=SCALING_SIZES["matmul"], metadata=shape_spec(max_dims=10, lo=8, hi=8192, sep=","))
     min_run_time: float = field(default=0.1, metadata=bounds(0.01, 0.3, 0.01))  # seconds of benchmark blocks per point
+    # CPU threads the CPU side times with: 1 up to the server's TORCHLAB_THREADS; the default is that limit, so a
+    # link without it compares the GPU with the CPU as the server is configured to use it.
+    threads: int = field(default=cpu_threads_limit(), metadata=bounds(1, 256, hi_of="max_threads"))
     seed: int = seed_field()
+
+    def max_threads(self) -> int:
+        """Return the most CPU threads a student may choose: the server's configured count (TORCHLAB_THREADS)."""
+        return cpu_threads_limit()
+
+    def roles(self) -> dict[str, str]:
+        """Return the fields the page shows: the threads slider only where the server allows more than one thread."""
+        shown = {s.name: s.name for s in self.specs()}
+        if cpu_threads_limit() <= 1:
+            del shown["threads"]  # nothing to choose; the page says the count next to the chart
+        return shown
 
     @classmethod
     def for_op(cls, op: str) -> ScalingParams:
@@ -134,6 +150,7 @@ class ScalingResult:
     crossover: int | None  # smallest size where gpu_seconds < cpu_seconds (see crossover())
     tf32_active: bool  # dtype "tf32" on a CUDA card with TF32 units (compute capability >= 8.0); never on the CPU
     gpu_only: tuple[str, ...]  # ("gpu", "crossover", "gpu_peak") without CUDA
+    cpu_threads: int = 1  # torch.get_num_threads() while the CPU side was timed (ScalingParams.threads)
 
 
 @dataclass(frozen=True)
@@ -150,6 +167,7 @@ class Measured:
     gpu_seconds: np.ndarray | None
     gpu_iqr: np.ndarray | None
     tf32_active: bool
+    cpu_threads: int = 1  # the CPU threads the CPU side was timed with
 
 
 def scaling_result(m: Measured) -> ScalingResult:
@@ -183,6 +201,7 @@ def scaling_result(m: Measured) -> ScalingResult:
         crossover=crossover(m.sizes, m.cpu_seconds, m.gpu_seconds),
         tf32_active=m.tf32_active,
         gpu_only=() if m.gpu_name is not None else ("gpu", "crossover", "gpu_peak"),
+        cpu_threads=m.cpu_threads,
     )
 
 
@@ -202,19 +221,22 @@ def run(p: ScalingParams, ctx: RunContext) -> ScalingResult:
                 gpu_seconds[i], gpu_iqr[i] = timing.median, timing.iqr
                 del a, b
     cpu_seconds, cpu_iqr = np.full(k, math.nan), np.full(k, math.nan)
-    for i, n in enumerate(p.sizes):
-        if flops(p.op, n) > cpu_max_flops(p.dtype):
-            continue
-        ctx.check_deadline()
-        a, b = (t.to(CPU) for t in operands(p.op, n, dtype, device, ctx.generator))
-        timing = time_call(op_call(p.op, a, b), CPU, p.min_run_time)
-        cpu_seconds[i], cpu_iqr[i] = timing.median, timing.iqr
-        del a, b
+    # The student's thread count, for the CPU side only: SCALING is exclusive, so nothing else runs meanwhile.
+    with cpu_threads(p.threads):
+        threads = torch.get_num_threads()
+        for i, n in enumerate(p.sizes):
+            if flops(p.op, n) > cpu_max_flops(p.dtype):
+                continue
+            ctx.check_deadline()
+            a, b = (t.to(CPU) for t in operands(p.op, n, dtype, device, ctx.generator))
+            timing = time_call(op_call(p.op, a, b), CPU, p.min_run_time)
+            cpu_seconds[i], cpu_iqr[i] = timing.median, timing.iqr
+            del a, b
     tf32_active = p.dtype == "tf32" and cuda and torch.cuda.get_device_capability(device) >= (8, 0)
     gpu_name = device_name(device) if cuda else None
     sizes = np.array(p.sizes, dtype=np.int64)
     return scaling_result(
-        Measured(p.op, p.dtype, sizes, cpu_model(), cpu_seconds, cpu_iqr, gpu_name, gpu_seconds, gpu_iqr, tf32_active)
+        Measured(p.op, p.dtype, sizes, cpu_model(), cpu_seconds, cpu_iqr, gpu_name, gpu_seconds, gpu_iqr, tf32_active, threads)
     )
 
 
@@ -224,8 +246,14 @@ def merge_scaling(parts: Sequence[ScalingResult]) -> ScalingResult:
     The crossover, the CPU's measured peak and every fraction are recomputed over the whole sweep.
     """
     first = parts[0]
-    if any(r.op != first.op or r.dtype != first.dtype or (r.gpu_name is None) != (first.gpu_name is None) for r in parts):
-        raise ValueError("merge_scaling: the runs differ in op, dtype or device")
+    if any(
+        r.op != first.op
+        or r.dtype != first.dtype
+        or (r.gpu_name is None) != (first.gpu_name is None)
+        or r.cpu_threads != first.cpu_threads
+        for r in parts
+    ):
+        raise ValueError("merge_scaling: the runs differ in op, dtype, device or CPU threads")
     sizes = np.concatenate([r.sizes for r in parts])
     order = np.argsort(sizes, kind="stable")
 
@@ -238,7 +266,17 @@ def merge_scaling(parts: Sequence[ScalingResult]) -> ScalingResult:
     gpu_seconds, gpu_iqr = joined([r.gpu_seconds for r in parts]), joined([r.gpu_iqr for r in parts])
     cpu = (first.cpu_name, cpu_seconds, cpu_iqr)
     return scaling_result(
-        Measured(first.op, first.dtype, sizes[order], *cpu, first.gpu_name, gpu_seconds, gpu_iqr, first.tf32_active)
+        Measured(
+            first.op,
+            first.dtype,
+            sizes[order],
+            *cpu,
+            first.gpu_name,
+            gpu_seconds,
+            gpu_iqr,
+            first.tf32_active,
+            first.cpu_threads,
+        )
     )
 
 
@@ -254,12 +292,13 @@ def context(p: ScalingParams, device_type: str) -> dict[str, Any]:
         "peaks": [(pattern, repr(peak)) for pattern, peak in peaks_by_pattern(p.dtype)],
         "min_run_time": repr(p.min_run_time),
         "tf32": p.dtype == "tf32",
+        "threads": p.threads,  # replaces the process's count: the script times the CPU with the student's choice
     }
 
 
 def shown(r: ScalingResult) -> list[float | str]:
     """Return what the page shows that the script prints: each size's FLOPs, which sizes the CPU skipped, the peak."""
-    out: list[float | str] = []
+    out: list[float | str] = [f"cpu threads {r.cpu_threads}"]
     for n, f in zip(r.sizes.tolist(), r.flops.tolist(), strict=True):
         out += [f"size {n} flops {f}" + (" cpu skipped" if n in r.cpu_skipped else " cpu "), n, f]
     if r.gpu_name is not None:
