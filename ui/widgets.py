@@ -277,10 +277,14 @@ def param_widgets(cls: type[P], prefix: str, columns: int = 3) -> P | None:
     for spec in (s for s in shown if _wide(s)):
         _draw(cls, spec, prefix, roles[spec.name], current, spec.name in locked)
     narrow = [s for s in shown if not _wide(s)]
-    cols = st.columns(min(columns, max(1, len(narrow))))
-    for i, spec in enumerate(narrow):
-        with cols[i % len(cols)]:
-            _draw(cls, spec, prefix, roles[spec.name], current, spec.name in locked)
+    per_row = min(columns, max(1, len(narrow)))
+    for start in range(0, len(narrow), per_row):
+        # One row of columns per `per_row` controls, aligned at the bottom: a toggle (no label above it)
+        # stays level with the inputs of its own row instead of stacking up at the top of its column.
+        row = st.columns(per_row, vertical_alignment="bottom")
+        for col, spec in zip(row, narrow[start : start + per_row], strict=False):
+            with col:
+                _draw(cls, spec, prefix, roles[spec.name], current, spec.name in locked)
     if error is None:
         try:
             current = cls(**{s.name: _read(s, prefix) for s in cls.specs()})  # a moved bound (hi_of) may have lowered a value
