@@ -11,6 +11,7 @@ from core.lessons.autograd import graph as autograd_graph
 from core.lessons.autograd import higher as autograd_higher
 from core.lessons.autograd import hooks as autograd_hooks
 from core.lessons.autograd import nograd as autograd_nograd
+from core.lessons.autograd import pitfalls as autograd_pitfalls
 from core.lessons.autograd import retain as autograd_retain
 from ui.i18n import t
 from ui.panels import charts_text, figure, graph, lesson_page, table, torch_says
@@ -83,15 +84,18 @@ def retain() -> None:
 
 @st.fragment
 def detach() -> None:
-    """.data and detach() side by side, torch's error for detach(), and the which-raises question."""
-    p, r = run_experiment(autograd_detach.DETACH, columns=3)
-    if r is not None:
-        table(autograd_charts.detach_table(r, charts_text("detach")), "detach.caption")
+    """.data and detach() side by side for sigmoid or pow, what the op saved, torch's error, and two questions."""
+    p, r = run_experiment(autograd_detach.DETACH, columns=4)
+    if p is not None and r is not None:
+        st.markdown(t("detach.saved_line", op=autograd_detach.OP_CODE[r.op], saved=", ".join(r.saved) or "—"))
+        caption = "detach.caption" if r.op == "sigmoid" else "detach.caption_pow"
+        table(autograd_charts.detach_table(r, charts_text("detach")), caption)
         for way in (r.data, r.detach):
             if way.torch_error:
                 torch_says(way.torch_error)
     code_panel(autograd_detach.DETACH, p)
     predict(autograd_detach.WHICH_RAISES)
+    predict(autograd_detach.POW_DETACH)
 
 
 @st.fragment
@@ -139,6 +143,26 @@ def custom() -> None:
     code_panel(autograd_custom.CUSTOM, p)
 
 
+@st.fragment
+def pitfalls() -> None:
+    """The notes' autograd pitfalls run live: each statement with what torch printed, warned or raised."""
+    p, r = run_experiment(autograd_pitfalls.GRAD_PITFALL)
+    if r is not None:
+        if r.setup:
+            st.code(r.setup, language="python")
+        for step in r.steps:
+            st.code(step.code, language="python")
+            if step.warning:
+                st.warning(t("grad_pitfalls.warned", message=step.warning), icon=":material/warning:")
+            if step.error:
+                torch_says(step.error)
+            if step.output is not None:
+                st.code(f"print({step.show})\n{step.output}", language="text")
+            st.caption(t(f"grad_pitfalls.steps.{step.key}"))
+    code_panel(autograd_pitfalls.GRAD_PITFALL, p)
+    predict(autograd_pitfalls.ONE_ELEMENT)
+
+
 def hooks_and_higher() -> None:
     """The hooks tab holds two experiments: hooks, then higher derivatives under their own heading."""
     hooks()
@@ -158,5 +182,6 @@ lesson_page(
         "nograd": nograd,
         "hooks": hooks_and_higher,
         "custom": custom,
+        "pitfalls": pitfalls,
     },
 )

@@ -55,7 +55,7 @@ def fans() -> None:
 @st.fragment
 def signal() -> None:
     p, r = run_experiment(init_signal.SIGNAL, columns=4)
-    if r is not None:
+    if p is not None and r is not None:
         tr = charts_text("signal")
         for col, (config, measured, theory) in zip(st.columns(2), init_charts.signal_ratios(r), strict=True):
             col.metric(
@@ -65,11 +65,12 @@ def signal() -> None:
                 delta_color="off",
                 delta_arrow="off",
             )
-        figure(init_charts.signal_figure(r, tr, "act"), "signal.caption_act", key="signal.act")
+        figure(init_charts.signal_figure(r, tr, "act"), "signal.caption_act", key="signal.act", seeds=p.seeds)
         figure(init_charts.signal_figure(r, tr, "grad"), "signal.caption_grad", key="signal.grad")
         figure(init_charts.signal_hist_figure(r, tr), "signal.caption_hist", key="signal.hist")
     code_panel(init_signal.SIGNAL, p)
     predict(init_signal.RELU_XAVIER)
+    predict(init_signal.TANH_STANDARD)
 
 
 @st.fragment

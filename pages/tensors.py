@@ -11,7 +11,10 @@ from core.lessons.tensors import dtype as tensors_dtype
 from core.lessons.tensors import index as tensors_index
 from core.lessons.tensors import inplace as tensors_inplace
 from core.lessons.tensors import layout as tensors_layout
+from core.lessons.tensors import loop as tensors_loop
 from core.lessons.tensors import numpy_sharing as tensors_numpy
+from core.lessons.tensors import pitfalls as tensors_pitfalls
+from core.lessons.tensors import reduce as tensors_reduce
 from core.lessons.tensors import shape as tensors_shape
 from ui.i18n import t
 from ui.panels import charts_text, figure, lesson_page, table, torch_says
@@ -100,6 +103,42 @@ def index() -> None:
 
 
 @st.fragment
+def reduce() -> None:
+    p, r = run_experiment(tensors_reduce.REDUCE)
+    if p is not None and r is not None:
+        expr, back = tensors_reduce.reduce_expr(p), tensors_reduce.back_expr(p)
+        st.code(expr, language="python")
+        grids = tensors_charts.reduce_grids(r, expr, back)
+        figure(tensors_charts.grids_figure(grids, t("reduce.grid_title")), f"reduce.caption_{p.op}", key="reduce.fig")
+        if p.op != "clamp":
+            table(tensors_charts.reduce_table(r, back, charts_text("reduce")), "reduce.table_caption")
+            if r.back_drop_error:
+                torch_says(r.back_drop_error)
+    code_panel(tensors_reduce.REDUCE, p)
+    predict(tensors_reduce.SUM_SHAPE)
+
+
+@st.fragment
+def loop() -> None:
+    p, r = run_experiment(tensors_loop.LOOP)
+    if p is not None and r is not None:
+        figure(tensors_charts.loop_figure(r, charts_text("loop")), "loop.caption", key="loop.fig", threads=r.threads)
+        loop_x, list_x, diff = st.columns(3)
+        loop_x.metric(t("loop.tensor_loop_x"), f"{r.speedup('tensor_loop'):,.0f}×")
+        list_x.metric(t("loop.list_loop_x"), f"{r.speedup('list_loop'):,.1f}×")
+        diff.metric(t("loop.max_diff"), f"{r.max_diff:.3g}")
+    code_panel(tensors_loop.LOOP, p)
+    predict(tensors_loop.LOOP_FACTOR)
+
+
+def reduce_and_loop() -> None:
+    """The reduce tab holds two experiments: dim/keepdim/clamp on the grid, then the loop timed against one call."""
+    reduce()
+    st.subheader(t("loop.heading"))
+    loop()
+
+
+@st.fragment
 def inplace() -> None:
     p, r = run_experiment(tensors_inplace.INPLACE)
     if p is not None and r is not None:
@@ -140,6 +179,29 @@ def dtype() -> None:
     code_panel(tensors_dtype.DTYPE, p)
 
 
+def pitfall_steps(prefix: str, setup: str, steps: tuple[tensors_pitfalls.StepOutcome, ...]) -> None:
+    """Show a live pitfall: the setup, then each statement with what torch printed, warned or raised, and why."""
+    if setup:
+        st.code(setup, language="python")
+    for step in steps:
+        st.code(step.code, language="python")
+        if step.warning:
+            st.warning(t(f"{prefix}.warned", message=step.warning), icon=":material/warning:")
+        if step.error:
+            torch_says(step.error)
+        if step.output is not None:
+            st.code(f"print({step.show})\n{step.output}", language="text")
+        st.caption(t(f"{prefix}.steps.{step.key}"))
+
+
+@st.fragment
+def pitfalls() -> None:
+    p, r = run_experiment(tensors_pitfalls.TENSOR_PITFALL)
+    if r is not None:
+        pitfall_steps("tensor_pitfalls", r.setup, r.steps)
+    code_panel(tensors_pitfalls.TENSOR_PITFALL, p)
+
+
 lesson_page(
     "tensors",
     TABS,
@@ -149,8 +211,10 @@ lesson_page(
         "layout": layout,
         "broadcast": broadcast,
         "index": index,
+        "reduce": reduce_and_loop,
         "inplace": inplace,
         "numpy": numpy,
         "dtype": dtype,
+        "pitfalls": pitfalls,
     },
 )

@@ -147,6 +147,40 @@ def test_data_is_silently_wrong_and_detach_raises(p: DetachParams) -> None:
     assert result.detach.out_version_after == 1
     assert result.torch_error == result.chosen(p.way).torch_error
     assert result.chosen("data") is result.data and result.chosen("detach") is result.detach
+    assert result.op == "sigmoid" and result.saved == ("result = out",)  # sigmoid saved its output
+
+
+POW_CASES = [DetachParams(op="pow"), DetachParams(op="pow", way="detach", values="linspace", n=8)]
+
+
+@pytest.mark.parametrize("p", POW_CASES, ids=query_id)
+def test_pow_saves_its_input_so_zeroing_its_output_is_harmless_both_ways(p: DetachParams) -> None:
+    result = run(autograd_detach.run, p)
+    a = result.a.astype(np.float64)
+    np.testing.assert_allclose(result.out, a**2, rtol=1e-6)
+    # The true gradient by autograd on an untouched float64 graph: d/da sum(a ** 2) = 2a.
+    leaf = torch.from_numpy(a).requires_grad_()
+    (leaf**2).sum().backward()
+    assert leaf.grad is not None
+    np.testing.assert_allclose(result.true_grad, leaf.grad.numpy(), rtol=1e-12)
+    # What pow's grad_fn saved, as torch reports it: its input and the exponent, not its output.
+    assert result.saved == ("exponent = 2", "self = a")
+    for way in (result.data, result.detach):
+        assert way.torch_error is None and way.grad is not None
+        np.testing.assert_allclose(way.grad, 2 * a, rtol=1e-6)  # the right gradient, although out is all zeros
+        np.testing.assert_array_equal(way.out_after, np.zeros(p.n))
+    # detach() still moved out's version counter: the check is skipped because out was not saved.
+    assert result.data.out_version_after == 0 and result.detach.out_version_after == 1
+    assert result.torch_error is None
+
+
+def test_saved_for_backward_names_what_grad_fn_keeps() -> None:
+    a = torch.tensor([1.0, 2.0], requires_grad=True)
+    b = torch.tensor([3.0, 4.0], requires_grad=True)
+    out = a * b  # MulBackward0 saves both inputs
+    assert autograd_detach.saved_for_backward(out, {"out": out, "a": a, "b": b}) == ("other = b", "self = a")
+    out = a.exp()  # ExpBackward0 saves its result
+    assert autograd_detach.saved_for_backward(out, {"out": out, "a": a}) == ("result = out",)
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,6 +427,13 @@ def test_three_calls_prediction_is_six() -> None:
     prediction = autograd_accumulate.THREE_CALLS
     assert prediction.params == AccumulateParams(k=3)
     assert prediction.answer(run(autograd_accumulate.run, prediction.params)) == "6"
+
+
+def test_pow_prediction_is_the_right_gradient() -> None:
+    prediction = autograd_detach.POW_DETACH
+    assert prediction.params.op == "pow" and prediction.params.way == "detach"
+    assert prediction.answer(run(autograd_detach.run, prediction.params)) == "right"
+    assert set(prediction.options) == {"error", "right", "wrong"}
 
 
 def test_which_raises_prediction_is_detach() -> None:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from core.experiment import Prediction
+from core.lessons.init import common as init_common
 from core.lessons.init import dist as init_dist
 from core.lessons.init import fans as init_fans
 from core.lessons.init import signal as init_signal
@@ -114,6 +115,8 @@ def var_ratios(std: np.ndarray) -> np.ndarray:
         ("leaky_relu", "kaiming_normal", 1.0),
         ("linear", "normal_0.01", 256 * 1e-4),
         ("relu", "normal_1", 128.0),
+        ("linear", "standard", 1 / 3),  # Glorot & Bengio's "standard" U(-1/sqrt(n), 1/sqrt(n)): Var(w) = 1/(3n)
+        ("relu", "standard", 1 / 6),
     ],
 )
 def test_variance_ratio_per_layer_matches_theory(activation: str, scheme: str, ratio: float) -> None:
@@ -128,6 +131,7 @@ def test_variance_ratio_per_layer_matches_theory(activation: str, scheme: str, r
             activation2="linear",
             scheme2="xavier_normal",
             seed=seed,
+            seeds=1,
         )
         run_ = run_cpu(init_signal.run, p).runs[0]
         assert run_.theory is not None and run_.theory.ratio == pytest.approx(ratio)
@@ -148,7 +152,7 @@ def test_signal_theory_curves_against_the_derivation_written_here() -> None:
     ):
         for scheme in SIGNAL_SCHEMES:
             gain = {"relu": math.sqrt(2), "linear": 1.0, "leaky_relu": math.sqrt(2 / (1 + 0.01**2))}[activation]
-            var_w = {"xavier": 1 / width, "kaiming": gain**2 / width}.get(scheme.split("_")[0])
+            var_w = {"xavier": 1 / width, "kaiming": gain**2 / width, "standard": 1 / (3 * width)}.get(scheme.split("_")[0])
             var_w = var_w if var_w is not None else (1e-4 if scheme == "normal_0.01" else 1.0)
             t = init_signal.signal_theory(activation, scheme, depth, width, batch)
             assert t is not None
@@ -197,6 +201,82 @@ def test_xavier_relu_vanishes_and_normal_1_explodes() -> None:
     for run_ in r.runs:
         assert run_.hist_counts.shape == (5, BINS)
         np.testing.assert_array_equal(run_.hist_counts.sum(axis=1) + run_.hist_outside, np.full(5, 128 * 256))
+
+
+def test_standard_init_is_uniform_within_one_over_sqrt_fan_in_as_nn_linears_default() -> None:
+    # Glorot & Bengio (2010), eq. 1: W ~ U(-1/sqrt(n), 1/sqrt(n)) with n the size of the previous layer.
+    g = torch.Generator().manual_seed(0)
+    w = init_common.init_weight(torch.empty(300, 400), "standard", "tanh", g)
+    bound = 1 / math.sqrt(400)
+    assert -bound <= w.min().item() < -0.99 * bound and 0.99 * bound < w.max().item() <= bound
+    assert w.std().item() == pytest.approx(init_common.weight_std("standard", "tanh", 400, 300), rel=0.01)
+    assert init_common.weight_std("standard", "relu", 400, 300) == pytest.approx(bound / math.sqrt(3), rel=1e-12)
+    # nn.Linear's default init (kaiming_uniform_ with a=sqrt(5)) draws from exactly this range.
+    torch.manual_seed(0)
+    linear = nn.Linear(400, 300)
+    assert linear.weight.abs().max().item() <= bound and linear.weight.abs().max().item() > 0.99 * bound
+    # The script's call is the same draw.
+    call = init_common.init_call("standard", "tanh")
+    g = torch.Generator().manual_seed(0)
+    again = eval("lambda w: " + call, {"nn": nn, "g": g})(torch.empty(300, 400))  # our own text, not user input
+    torch.testing.assert_close(again, w, rtol=0, atol=0)
+
+
+def test_glorot_bengio_tanh_standard_vanishes_where_xavier_uniform_holds() -> None:
+    # Their Figure 6/7 contrast: tanh near 0 is linear, so "standard" (Var(w) = 1/(3n)) multiplies the
+    # variance by about 1/3 per layer, forward and backward; the normalized init (xavier_uniform, 1/n
+    # for square layers) keeps the factor near 1, below it only by tanh's curvature.
+    p = SignalParams(activation="tanh", scheme="standard", activation2="tanh", scheme2="xavier_uniform", seeds=2, seed=1)
+    standard, xavier = run_cpu(init_signal.run, p).runs
+    assert standard.forward_ratio == pytest.approx(1 / 3, rel=0.08)
+    assert standard.backward_ratio == pytest.approx(1 / 3, rel=0.08)
+    assert xavier.forward_ratio is not None and 0.7 < xavier.forward_ratio < 1.0
+    for net in range(2):
+        assert standard.act_std_seeds[net, -1] < 1e-4 * standard.act_std_seeds[net, 0]  # (1/3)^(19/2) = 3e-5
+        assert xavier.act_std_seeds[net, -1] > 0.1 * xavier.act_std_seeds[net, 0]
+        # The weight gradients: the same at every layer in the linear regime, and (1/3)^19 times smaller in variance.
+        assert np.all(standard.grad_std_seeds[net] < 1e-3 * xavier.grad_std_seeds[net])
+
+
+def test_the_band_holds_every_network_and_its_first_is_the_one_drawn_alone() -> None:
+    p = SignalParams(depth=6, width=32, batch=16, seeds=4, seed=9)
+    r = run_cpu(init_signal.run, p)
+    alone = run_cpu(init_signal.run, dataclasses.replace(p, seeds=1))
+    for run_, single in zip(r.runs, alone.runs, strict=True):
+        assert run_.act_std_seeds.shape == run_.grad_std_seeds.shape == (4, 6)
+        np.testing.assert_array_equal(run_.act_std_seeds[0], run_.act_std)
+        np.testing.assert_array_equal(run_.grad_std_seeds[0], run_.grad_std)
+        np.testing.assert_array_equal(run_.act_std, single.act_std)  # more networks do not change the first
+        np.testing.assert_array_equal(single.act_std_seeds, single.act_std[None, :])
+        assert len({tuple(row) for row in run_.act_std_seeds.tolist()}) == 4  # each network is a new draw
+    # Network k is the generator's k-th draw of input, read-out and weights, rebuilt here.
+    g = torch.Generator().manual_seed(p.seed)
+    for k in range(p.seeds):
+        X, R = torch.randn(p.batch, p.width, generator=g), torch.randn(p.batch, p.width, generator=g)
+        state = g.get_state()
+        for i, (activation, scheme) in enumerate(((p.activation, p.scheme), (p.activation2, p.scheme2))):
+            g.set_state(state)
+            h = X
+            stds = []
+            for _ in range(p.depth):
+                w = init_common.init_weight(torch.empty(p.width, p.width), scheme, activation, g)
+                h = init_signal.ACTIVATION_FNS[activation](h @ w.T)
+                stds.append(h.std(correction=0).item())
+            np.testing.assert_allclose(r.runs[i].act_std_seeds[k], stds, rtol=1e-6)
+        del R
+
+
+def test_one_relu_kaiming_network_at_width_256_can_look_like_decay_the_band_says_otherwise() -> None:
+    # Finite width: each network's variance takes a random walk around the kept scale. The first network
+    # of the default page (seed 0) ends 20 layers at about half its starting std, yet the band of five
+    # networks straddles the theory ratio of 1.
+    r = run_cpu(init_signal.run, SignalParams())
+    kaiming = r.runs[1]
+    assert kaiming.scheme == "kaiming_normal" and kaiming.theory is not None
+    assert kaiming.theory.act_std[-1] / kaiming.theory.act_std[0] == pytest.approx(1.0, rel=1e-12)
+    end_over_start = kaiming.act_std_seeds[:, -1] / kaiming.act_std_seeds[:, 0]
+    assert end_over_start[0] < 0.6
+    assert end_over_start.min() < 1.0 < end_over_start.max()
 
 
 def test_signal_histogram_layers() -> None:
@@ -355,3 +435,13 @@ def test_the_seed_changes_the_random_experiments() -> None:
     a = run_cpu(init_signal.run, SignalParams(depth=3, width=16, batch=8, seed=1))
     b = run_cpu(init_signal.run, SignalParams(depth=3, width=16, batch=8, seed=2))
     assert not np.array_equal(a.runs[0].pre_std, b.runs[0].pre_std)
+
+
+def test_tanh_standard_prediction_shrinks_and_xavier_uniform_beside_it_does_not() -> None:
+    prediction = init_signal.TANH_STANDARD
+    r = run_cpu(init_signal.run, prediction.params)
+    assert prediction.answer(r) == "shrinks"
+    standard, xavier = r.runs
+    assert standard.scheme == "standard" and xavier.scheme == "xavier_uniform"
+    assert standard.act_std[-1] / standard.act_std[0] == pytest.approx(3**-9.5, rel=0.5)
+    assert 0.1 < xavier.act_std[-1] / xavier.act_std[0] < 1

@@ -58,13 +58,28 @@ def itemsize(name: str) -> int:
 
 def test_lesson_lists_every_experiment_in_tab_order() -> None:
     names = [e.name for e in lesson.EXPERIMENTS]
-    assert names == ["create", "shape", "layout", "broadcast", "index", "inplace", "numpy", "dtype"]
-    assert (*names, "pitfalls") == lesson.TABS
-    assert [p.name for p in lesson.PREDICTIONS] == ["view_t", "stride_t", "broadcast", "int_inplace"]
+    assert names == [
+        "create",
+        "shape",
+        "layout",
+        "broadcast",
+        "index",
+        "reduce",
+        "loop",
+        "inplace",
+        "numpy",
+        "dtype",
+        "tensor_pitfalls",
+    ]
+    # The reduce tab holds reduce and loop; the pitfalls tab runs tensor_pitfalls.
+    tabs = [n for n in names if n != "loop"]
+    assert (*tabs[:-1], "pitfalls") == lesson.TABS
+    predictions = ["view_t", "stride_t", "broadcast", "reduce_shape", "loop_factor", "int_inplace"]
+    assert [p.name for p in lesson.PREDICTIONS] == predictions
 
 
 def test_timing_experiments_run_alone() -> None:
-    assert {e.name for e in lesson.EXPERIMENTS if e.exclusive} == {"numpy", "dtype"}
+    assert {e.name for e in lesson.EXPERIMENTS if e.exclusive} == {"loop", "numpy", "dtype"}
 
 
 # --------------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def detach_table(r: DetachResult, tr: Text) -> pd.DataFrame:
             {
                 tr("way"): ".data" if way.way == "data" else ".detach()",
                 "a.grad": "—" if way.grad is None else ", ".join(_short(v) for v in way.grad),
-                tr("true_grad"): ", ".join(f"{v:.4g}" for v in r.true_grad),
+                tr("true_grad" if r.op == "sigmoid" else "true_grad_pow"): ", ".join(f"{v:.4g}" for v in r.true_grad),
                 tr("version"): f"{way.out_version_before} → {way.out_version_after}",
                 tr("outcome"): outcome,
             }

@@ -3,6 +3,10 @@
 sigmoid saves its output for backward. Zeroing that output in place through .data goes unnoticed
 and the gradient comes out silently wrong; through detach() autograd sees the version move and
 refuses, with an error that is part of the lesson (`torch_error`).
+
+The seeds' `out = a ** 2` is the other case: pow saves its input a, not its output, so zeroing the
+output (through either way) changes nothing backward needs: no error, and the gradient 2a is right.
+What each op saved is read from its grad_fn (`_saved_*`), not written here.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from core.lessons.autograd.common import backward
 from core.params import Params, bounds, choices
 
 DETACH_WAYS = ("data", "detach")
+DETACH_OPS = ("sigmoid", "pow")  # saves its output / saves its input (the seeds' y = x ** 2)
+OP_CODE = {"sigmoid": "a.sigmoid()", "pow": "a ** 2"}
 DETACH_VALUES = ("arange", "linspace")  # 1, 2, ..., n as in the seeds, or n points in [-2, 2]
 VALUES_CODE = {"arange": "torch.arange(1, {n} + 1, dtype=torch.float32)", "linspace": "torch.linspace(-2, 2, {n})"}
 OPS_PER_VALUE = 30  # element operations per value of a: two ways' forward and backward, and the true gradient
@@ -25,8 +31,9 @@ OPS_PER_VALUE = 30  # element operations per value of a: two ways' forward and b
 
 @dataclass(frozen=True)
 class DetachParams(Params):
-    """Which way the code panel shows first, the values of a and how many."""
+    """The op whose output is zeroed, which way the code panel shows first, the values of a and how many."""
 
+    op: str = field(default="sigmoid", metadata=choices(*DETACH_OPS))
     way: str = field(default="data", metadata=choices(*DETACH_WAYS))
     values: str = field(default="arange", metadata=choices(*DETACH_VALUES))
     n: int = field(default=3, metadata=bounds(1, 8))
@@ -51,14 +58,16 @@ class DetachWay:
 
 @dataclass(frozen=True)
 class DetachResult:
-    """Both ways side by side, with a, sigmoid(a) and the true gradient computed without autograd."""
+    """Both ways side by side, with a, op(a), what op saved for backward and the true gradient computed without autograd."""
 
     a: np.ndarray
-    out: np.ndarray  # sigmoid(a) before anything was zeroed
-    true_grad: np.ndarray  # sigmoid(a) * (1 - sigmoid(a)), computed without autograd
+    out: np.ndarray  # op(a) before anything was zeroed
+    true_grad: np.ndarray  # sigmoid(a) * (1 - sigmoid(a)) or 2a, computed without autograd
     data: DetachWay
     detach: DetachWay
     torch_error: str | None  # the chosen way's error (None for .data: it is silently wrong)
+    op: str = "sigmoid"
+    saved: tuple[str, ...] = ()  # what out.grad_fn saved, as "result = out", "self = a", "exponent = 2"
 
     def chosen(self, way: str) -> DetachWay:
         """Return the outcome of one way, "data" or "detach"."""
@@ -72,10 +81,30 @@ def _inputs(p: DetachParams, device: torch.device) -> torch.Tensor:
     return torch.linspace(-2, 2, p.n, device=device)
 
 
-def _try_way(way: str, values: torch.Tensor) -> DetachWay:
-    """Return what zeroing out.data / out.detach() in place does to the gradient of a.sigmoid()."""
+def _apply(op: str, a: torch.Tensor) -> torch.Tensor:
+    """Return a.sigmoid() (its backward reuses the output: out * (1 - out)) or a ** 2 (its backward reuses a: 2a)."""
+    return a.sigmoid() if op == "sigmoid" else a**2
+
+
+def saved_for_backward(out: torch.Tensor, names: dict[str, torch.Tensor]) -> tuple[str, ...]:
+    """Return what out.grad_fn saved, read from its `_saved_*` attributes: a saved tensor by the name it has here."""
+    fn = out.grad_fn
+    found = []
+    for attr in sorted(a for a in dir(fn) if a.startswith("_saved_")):
+        value = getattr(fn, attr)
+        if isinstance(value, torch.Tensor):
+            ptr = value.untyped_storage().data_ptr()
+            shown = next((n for n, t in names.items() if t.untyped_storage().data_ptr() == ptr), "a tensor")
+        else:
+            shown = repr(value)
+        found.append(f"{attr.removeprefix('_saved_')} = {shown}")
+    return tuple(found)
+
+
+def _try_way(way: str, values: torch.Tensor, op: str = "sigmoid") -> DetachWay:
+    """Return what zeroing out.data / out.detach() in place does to the gradient of op(a)."""
     a = values.clone().requires_grad_()
-    out = a.sigmoid()  # sigmoid's backward reuses its saved output: grad = out * (1 - out)
+    out = _apply(op, a)
     before = out._version
     c = out.data if way == "data" else out.detach()
     c.zero_()
@@ -89,12 +118,17 @@ def _try_way(way: str, values: torch.Tensor) -> DetachWay:
 
 
 def run(p: DetachParams, ctx: RunContext) -> DetachResult:
-    """Return both ways side by side: .data's silently wrong gradient and detach's error."""
+    """Return both ways side by side: for sigmoid .data's silently wrong gradient and detach's error; for pow, both right."""
     a = _inputs(p, ctx.device)
-    sig = 1 / (1 + np.exp(-to_numpy(a, float64=True)))
-    data, detach = _try_way("data", a), _try_way("detach", a)
+    a64 = to_numpy(a, float64=True)
+    sig = 1 / (1 + np.exp(-a64))
+    true_grad = sig * (1 - sig) if p.op == "sigmoid" else 2 * a64
+    data, detach = _try_way("data", a, p.op), _try_way("detach", a, p.op)
     chosen = data if p.way == "data" else detach
-    return DetachResult(to_numpy(a), to_numpy(a.sigmoid()), sig * (1 - sig), data, detach, chosen.torch_error)
+    leaf = a.clone().requires_grad_()
+    out = _apply(p.op, leaf)
+    saved = saved_for_backward(out, {"out": out, "a": leaf})
+    return DetachResult(to_numpy(a), to_numpy(out), true_grad, data, detach, chosen.torch_error, p.op, saved)
 
 
 def context(p: DetachParams, device_type: str) -> dict[str, Any]:
@@ -102,12 +136,17 @@ def context(p: DetachParams, device_type: str) -> dict[str, Any]:
     values = VALUES_CODE[p.values].format(n=p.n)
     order = ["data", "detach"] if p.way == "data" else ["detach", "data"]
     take = {"data": "out.data", "detach": "out.detach()"}
-    return {"values": values, "ways": [{"name": way, "take": take[way]} for way in order]}
+    return {
+        "values": values,
+        "op": p.op,
+        "out": OP_CODE[p.op],
+        "ways": [{"name": way, "take": take[way]} for way in order],
+    }
 
 
 def shown(r: DetachResult) -> list[float | str]:
-    """Return, for each way, the version counters, a.grad and torch's error, as the table and warnings show them."""
-    out: list[float | str] = []
+    """Return what op saved, and for each way the version counters, a.grad and torch's error, as the page shows them."""
+    out: list[float | str] = [f"saved for backward: {', '.join(r.saved)}"]
     for way in (r.data, r.detach):
         out.append(f"{way.way}: out._version {way.out_version_before} -> {way.out_version_after}")
         out += [] if way.grad is None else list(way.grad)
@@ -122,7 +161,7 @@ DETACH = Experiment(
     script="detach_vs_data.py.j2",
     context=context,
     shown=shown,
-    examples=(DetachParams(way="detach", values="linspace", n=8),),
+    examples=(DetachParams(way="detach", values="linspace", n=8), DetachParams(op="pow", way="detach", n=4)),
 )
 
 
@@ -140,4 +179,24 @@ WHICH_RAISES = Prediction(
     answer=_which_raises,
     question="detach.predict_q",
     why="detach.predict_why",
+)
+
+
+def _pow_outcome(r: DetachResult) -> str:
+    """Return what backward gives after out.detach().zero_() on out = a ** 2: "error", "right" or "wrong"."""
+    way = r.detach
+    if way.torch_error is not None or way.grad is None:
+        return "error"
+    return "right" if np.allclose(way.grad, r.true_grad) else "wrong"
+
+
+# The seeds' y = x ** 2: pow saved a, not out, so zeroing out through detach() is harmless.
+POW_DETACH = Prediction(
+    "detach_pow",
+    DETACH,
+    DetachParams(op="pow", way="detach"),
+    options=("error", "right", "wrong"),
+    answer=_pow_outcome,
+    question="detach.predict_pow_q",
+    why="detach.predict_pow_why",
 )

@@ -80,12 +80,26 @@ def gains_table(r: FansResult, tr: Text) -> pd.DataFrame:
 def signal_figure(r: SignalResult, tr: Text, quantity: str) -> go.Figure:
     """Per-layer std (log scale) of activations ('act') or weight gradients ('grad') for both configurations.
 
-    Solid: measured; dashed: the mean-field prediction where theory gives one.
+    Solid: measured on the first network; shaded: min to max over every network drawn (finite-width
+    spread); dashed: the mean-field prediction where theory gives one.
     """
     fig = go.Figure()
     for run, color in zip(r.runs, (STORAGE_COLORS[0], "#e45756"), strict=True):
         name = f"{run.activation} + {run.scheme}"
         measured = run.act_std if quantity == "act" else run.grad_std
+        every = run.act_std_seeds if quantity == "act" else run.grad_std_seeds
+        if len(every) > 1:
+            lo, hi = every.min(axis=0), every.max(axis=0)
+            band = f"{name} ({tr('band').format(n=len(every))})"
+            fig.add_scatter(
+                x=np.concatenate([r.layers, r.layers[::-1]]),
+                y=np.where(np.concatenate([hi, lo[::-1]]) > 0, np.concatenate([hi, lo[::-1]]), np.nan),
+                fill="toself",
+                fillcolor=_translucent(color),
+                line={"width": 0},
+                hoverinfo="skip",
+                name=band,
+            )
         fig.add_scatter(
             x=r.layers,
             y=np.where(measured > 0, measured, np.nan),
@@ -102,6 +116,12 @@ def signal_figure(r: SignalResult, tr: Text, quantity: str) -> go.Figure:
     fig.update_yaxes(type="log", title=tr(f"{quantity}_std"), exponentformat="power")
     fig.update_xaxes(title=tr("layer"))
     return finish(fig, tr(f"{quantity}_title"), height=380)
+
+
+def _translucent(color: str, alpha: float = 0.2) -> str:
+    """Return a '#rrggbb' colour as an rgba() string with this opacity (a band behind its line)."""
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
 
 
 @same_inputs

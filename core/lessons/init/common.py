@@ -35,7 +35,17 @@ NONLINEARITIES: tuple[str, ...] = typing.get_args(Nonlinearity)
 FanMode = Literal["fan_in", "fan_out"]
 
 ACTIVATIONS = ("linear", "tanh", "relu", "leaky_relu", "sigmoid", "selu", "gelu")
-SIGNAL_SCHEMES = ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "normal_0.01", "normal_1")
+# "standard" is Glorot & Bengio's name (2010) for the common heuristic U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+# the contrast to their "normalized" init (xavier_uniform); nn.Linear's own default draws from the same range.
+SIGNAL_SCHEMES = (
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "normal_0.01",
+    "normal_1",
+    "standard",
+)
 LEAKY_SLOPE = 0.01  # F.leaky_relu's default
 # The nonlinearity kaiming_* is told about for each activation (calculate_gain has no gelu: relu's).
 KAIMING_FOR = {
@@ -70,6 +80,8 @@ def weight_std(scheme: str, activation: str, fan_in: int, fan_out: int) -> float
         return math.sqrt(2 / (fan_in + fan_out))
     if scheme.startswith("kaiming"):
         return kaiming_gain(activation) / math.sqrt(fan_in)
+    if scheme == "standard":
+        return 1 / math.sqrt(3 * fan_in)  # U(-b, b) has variance b^2 / 3, with b = 1 / sqrt(fan_in)
     return 0.01 if scheme == "normal_0.01" else 1.0
 
 
@@ -87,11 +99,13 @@ def init_call(scheme: str, activation: str) -> str:
         name = KAIMING_FOR[activation]
         slope = f"a={LEAKY_SLOPE}, " if name == "leaky_relu" else ""
         return f'nn.init.{scheme}_(w, {slope}mode="fan_in", nonlinearity="{name}", generator=g)'
+    if scheme == "standard":
+        return "nn.init.uniform_(w, -(w.shape[1] ** -0.5), w.shape[1] ** -0.5, generator=g)"
     return f"nn.init.normal_(w, 0.0, {'0.01' if scheme == 'normal_0.01' else '1.0'}, generator=g)"
 
 
 def init_weight(w: torch.Tensor, scheme: str, activation: str, g: torch.Generator) -> torch.Tensor:
-    """Fill w in place as init_call says: xavier with gain 1, kaiming fan_in with the activation's gain."""
+    """Fill w in place as init_call says: xavier with gain 1, kaiming fan_in with the activation's gain, standard by fan_in."""
     if scheme == "xavier_uniform":
         return nn.init.xavier_uniform_(w, generator=g)
     if scheme == "xavier_normal":
@@ -101,4 +115,7 @@ def init_weight(w: torch.Tensor, scheme: str, activation: str, g: torch.Generato
         a = LEAKY_SLOPE if name == "leaky_relu" else 0
         fill = nn.init.kaiming_uniform_ if scheme == "kaiming_uniform" else nn.init.kaiming_normal_
         return fill(w, a=a, mode="fan_in", nonlinearity=name, generator=g)
+    if scheme == "standard":
+        bound = w.shape[1] ** -0.5
+        return nn.init.uniform_(w, -bound, bound, generator=g)
     return nn.init.normal_(w, 0.0, 0.01 if scheme == "normal_0.01" else 1.0, generator=g)

@@ -1,10 +1,15 @@
-"""Two deep MLPs side by side: the std of activations and gradients at every layer, against mean-field theory."""
+"""Two deep MLPs side by side: the std of activations and gradients at every layer, against mean-field theory.
+
+At finite width each layer's scale moves a little at random (about sqrt(2/width) per layer), so one
+network can drift away from a flat theory line. The run repeats both configurations for `seeds`
+draws of input and weights (the first is the one drawn in full) and the page shades their min-max band.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -47,6 +52,7 @@ class SignalParams(Params):
     activation2: str = field(default="relu", metadata=choices(*ACTIVATIONS))
     scheme2: str = field(default="kaiming_normal", metadata=choices(*SIGNAL_SCHEMES))
     seed: int = seed_field()
+    seeds: int = field(default=5, metadata=bounds(1, 8))  # networks drawn per configuration: the band
 
     def estimate_bytes(self) -> int:
         # One configuration at a time: weights and their gradients, then per layer the saved input
@@ -58,7 +64,7 @@ class SignalParams(Params):
         # Per configuration and layer: drawing the weight, one matmul forward and two backward
         # (for the input and for the weight), and a few passes over the activations (act, std, grad).
         d, w, b = self.depth, self.width, self.batch
-        return float(2 * d * (w * w + 3 * b * w * w + 10 * b * w))
+        return float(2 * self.seeds * d * (w * w + 3 * b * w * w + 10 * b * w))
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,8 @@ class SignalRun:
     hist_outside: np.ndarray  # values beyond that range (or not finite), per histogram layer
     bin_x: np.ndarray  # bin centres of the common range
     bin_width: float
+    act_std_seeds: np.ndarray  # (seeds, depth): act_std of every network drawn, the first being act_std
+    grad_std_seeds: np.ndarray  # (seeds, depth): grad_std likewise
 
 
 @dataclass(frozen=True)
@@ -170,9 +178,19 @@ def _common_hist(hs: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def _measure(
-    p: SignalParams, activation: str, scheme: str, X: torch.Tensor, R: torch.Tensor, state: torch.Tensor, ctx: RunContext
+    p: SignalParams,
+    activation: str,
+    scheme: str,
+    X: torch.Tensor,
+    R: torch.Tensor,
+    state: torch.Tensor,
+    ctx: RunContext,
+    full: bool = True,
 ) -> SignalRun:
-    """Forward X through depth layers (no biases), backward from (h_L * R).sum(); measure every layer."""
+    """Forward X through depth layers (no biases), backward from (h_L * R).sum(); measure every layer.
+
+    With full=False (the band's extra networks) the histograms are skipped.
+    """
     act = ACTIVATION_FNS[activation]
     weights = []
     ctx.generator.set_state(state)  # both configurations start from the same random numbers
@@ -193,17 +211,22 @@ def _measure(
     loss = (h * R).sum()
     grads = torch.autograd.grad(loss, weights + zs)
     ctx.check_deadline()
-    counts, outside, bin_x, width = _common_hist([hs[i - 1] for i in hist_layers(p.depth)])
+    if full:
+        counts, outside, bin_x, width = _common_hist([hs[i - 1] for i in hist_layers(p.depth)])
+    else:
+        counts, outside, bin_x, width = np.zeros((0, BINS)), np.zeros(0), np.zeros(BINS), 0.0
     pre = np.array([_std(z) for z in zs])
     delta = np.array([_std(d) for d in grads[p.depth :]])
+    act_stds = np.array([_std(h) for h in hs])
+    grad_stds = np.array([_std(d) for d in grads[: p.depth]])
     return SignalRun(
         activation,
         scheme,
         weight_std(scheme, activation, p.width, p.width),
         pre,
-        np.array([_std(h) for h in hs]),
+        act_stds,
         delta,
-        np.array([_std(d) for d in grads[: p.depth]]),
+        grad_stds,
         signal_theory(activation, scheme, p.depth, p.width, p.batch),
         _geometric_ratio(pre[0], pre[-1], p.depth - 1),
         _geometric_ratio(delta[-1], delta[0], p.depth - 1),
@@ -211,17 +234,35 @@ def _measure(
         outside,
         bin_x,
         width,
+        act_stds[None, :],
+        grad_stds[None, :],
     )
 
 
 def run(p: SignalParams, ctx: RunContext) -> SignalResult:
-    """Return both configurations' per-layer statistics for one shared standard-normal input batch."""
-    X = torch.randn(p.batch, p.width, generator=ctx.generator, device=ctx.device)
-    R = torch.randn(p.batch, p.width, generator=ctx.generator, device=ctx.device)
-    state = ctx.generator.get_state()
-    first = _measure(p, p.activation, p.scheme, X, R, state, ctx)
-    second = _measure(p, p.activation2, p.scheme2, X, R, state, ctx)
-    return SignalResult(np.arange(1, p.depth + 1), np.array(hist_layers(p.depth)), (first, second))
+    """Return both configurations' per-layer statistics, for `seeds` networks drawn one after the other.
+
+    Each draw takes a new standard-normal input batch and read-out from the generator, then both
+    configurations start their weights from the same random numbers; the first draw is measured in full.
+    """
+    runs: list[tuple[SignalRun, SignalRun]] = []
+    for k in range(p.seeds):
+        X = torch.randn(p.batch, p.width, generator=ctx.generator, device=ctx.device)
+        R = torch.randn(p.batch, p.width, generator=ctx.generator, device=ctx.device)
+        state = ctx.generator.get_state()
+        first = _measure(p, p.activation, p.scheme, X, R, state, ctx, full=k == 0)
+        second = _measure(p, p.activation2, p.scheme2, X, R, state, ctx, full=k == 0)
+        runs.append((first, second))
+        ctx.progress(k + 1, p.seeds)
+    main = tuple(
+        replace(
+            runs[0][i],
+            act_std_seeds=np.stack([pair[i].act_std for pair in runs]),
+            grad_std_seeds=np.stack([pair[i].grad_std for pair in runs]),
+        )
+        for i in (0, 1)
+    )
+    return SignalResult(np.arange(1, p.depth + 1), np.array(hist_layers(p.depth)), (main[0], main[1]))
 
 
 def context(p: SignalParams, device_type: str) -> dict[str, Any]:
@@ -230,14 +271,18 @@ def context(p: SignalParams, device_type: str) -> dict[str, Any]:
         {"name": f"{a} + {s}", "act": ACTIVATION_CODE[a], "init": init_call(s, a)}
         for a, s in ((p.activation, p.scheme), (p.activation2, p.scheme2))
     ]
-    return {"depth": p.depth, "width": p.width, "batch": p.batch, "seed": p.seed, "configs": configs}
+    return {"depth": p.depth, "width": p.width, "batch": p.batch, "seed": p.seed, "seeds": p.seeds, "configs": configs}
 
 
 def shown(r: SignalResult) -> Sequence[float | str]:
-    """Return what the page draws that the script prints: each configuration's name, activation and gradient stds."""
+    """Return what the page draws that the script prints: each configuration's name, every network's act and grad stds."""
     out: list[float | str] = []
     for run_ in r.runs:
-        out += [f"{run_.activation} + {run_.scheme}", *run_.act_std.tolist(), *run_.grad_std.tolist()]
+        out += [
+            f"{run_.activation} + {run_.scheme}",
+            *run_.act_std_seeds.ravel().tolist(),
+            *run_.grad_std_seeds.ravel().tolist(),
+        ]
     return out
 
 
@@ -266,6 +311,16 @@ SIGNAL = Experiment(
             seed=2,
         ),
         SignalParams(depth=30, width=32, batch=4, scheme="normal_1", activation2="gelu", scheme2="xavier_uniform"),
+        SignalParams(
+            depth=8,
+            width=64,
+            batch=16,
+            activation="tanh",
+            scheme="standard",
+            activation2="tanh",
+            scheme2="xavier_uniform",
+            seeds=3,
+        ),
     ),
 )
 
@@ -278,4 +333,15 @@ RELU_XAVIER = Prediction(
     answer=relu_xavier_answer,
     question="signal.predict_q",
     why="signal.predict_why",
+)
+
+# Glorot & Bengio's contrast: tanh with the "standard" U(-1/sqrt(n), 1/sqrt(n)) multiplies the variance by ~1/3 per layer.
+TANH_STANDARD = Prediction(
+    "tanh_standard",
+    SIGNAL,
+    SignalParams(activation="tanh", scheme="standard", activation2="tanh", scheme2="xavier_uniform"),
+    options=("shrinks", "same", "grows"),
+    answer=relu_xavier_answer,
+    question="signal.predict_standard_q",
+    why="signal.predict_standard_why",
 )

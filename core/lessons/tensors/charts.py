@@ -22,7 +22,9 @@ from core.lessons.tensors.dtype import DtypeResult
 from core.lessons.tensors.index import IndexResult
 from core.lessons.tensors.inplace import InplaceResult
 from core.lessons.tensors.layout import LayoutResult
+from core.lessons.tensors.loop import LoopResult
 from core.lessons.tensors.numpy_sharing import NumpyResult
+from core.lessons.tensors.reduce import ReduceResult
 from core.lessons.tensors.shape import ShapeResult
 from core.memo import same_inputs
 
@@ -294,6 +296,56 @@ def index_grids(r: IndexResult, tr: Text) -> list[Grid]:
     if r.out is not None:
         grids.append(Grid(tr("output") + f" {tuple(r.out.shape)}", r.out))
     return grids
+
+
+# ----------------------------------------------------------------------------------------------
+# Reductions, clamp, and a loop against the vectorised op
+
+
+def reduce_grids(r: ReduceResult, expr: str, back: str) -> list[Grid]:
+    """Return x (the maxima or the clamped cells marked), r, and r taken back against x with keepdim=True."""
+    grids = [Grid(f"x {tuple(r.x.shape)}", r.x, r.picked, CHANGED if r.op == "clamp" else PICKED)]
+    grids.append(Grid(f"{expr.removeprefix('r = ')} {tuple(r.out.shape)}", r.out))
+    if r.back_keep is not None:
+        grids.append(Grid(f"{back} (keepdim=True) {tuple(r.back_keep.shape)}", r.back_keep))
+    return grids
+
+
+def reduce_table(r: ReduceResult, back: str, tr: Text) -> pd.DataFrame:
+    """Return r's shape and what `back` gives, with keepdim=False and with keepdim=True."""
+
+    def outcome(values: np.ndarray | None, error: str | None, right: bool) -> str:
+        if error is not None:
+            return tr("fails")
+        assert values is not None
+        return f"{tuple(values.shape)} — " + (tr("right") if right else tr("wrong_pairs"))
+
+    return pd.DataFrame(
+        {
+            "keepdim": ["False", "True"],
+            tr("r_shape"): [str(r.shape_drop), str(r.shape_keep)],
+            back: [outcome(r.back_drop, r.back_drop_error, r.back_drop_right), outcome(r.back_keep, None, True)],
+        }
+    )
+
+
+@same_inputs
+def loop_figure(r: LoopResult, tr: Text) -> go.Figure:
+    """Time per call of each way (log scale), with the interquartile range of the timed blocks as error bars."""
+    names = [tr(w) for w in r.ways]
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=r.median_us,
+            error_y={"type": "data", "symmetric": False, "array": r.q75_us - r.median_us, "arrayminus": r.median_us - r.q25_us},
+            marker_color=[STORAGE_COLORS[i] for i in range(len(r.ways))],
+            text=[f"{v:,.0f} µs" if v >= 100 else f"{v:.3g} µs" for v in r.median_us],
+            textposition="outside",
+        )
+    )
+    fig.update_yaxes(type="log", title=tr("time_us"))
+    fig.update_xaxes(title=tr("way"))
+    return finish(fig, tr("loop_title").format(n=f"{r.n:,}", threads=r.threads))
 
 
 # ----------------------------------------------------------------------------------------------
