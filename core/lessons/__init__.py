@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from core.experiment import Experiment, Prediction
 
 # In the order the sidebar lists them. Adding a lesson: its package, its page, its slug here, its prose and strings.
-SLUGS = ("tensors", "autograd", "modules", "init", "accumulation", "speed", "data", "devices")
+SLUGS = ("tensors", "autograd", "modules", "init", "training", "accumulation", "speed", "data", "devices")
 
 
 @dataclass(frozen=True)
