@@ -142,6 +142,9 @@ def _draw(cls: type[Params], spec: FieldSpec, prefix: str, label_key: str, curre
     budget = current.budget_bound(spec, CONFIG.max_mb * 2**20, CONFIG.max_gwork * 1e9)
     if budget is not None:
         hi = budget if hi is None else min(hi, budget)
+        # Only a link (or a default) can hold a value past it: the other sliders stop where this one fits.
+        if st.session_state[key] > budget:
+            st.warning(t("widgets.over_budget", field=label, value=f"{st.session_state[key]:g}", most=f"{budget:g}"))
     if hi is None:
         hi = meta.get("hi", 0)
     else:

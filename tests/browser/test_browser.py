@@ -488,11 +488,13 @@ def test_slider_keyboard_changes_chart_and_url(page: Page, base_url: str) -> Non
     the chart's data and the URL's copy of that setting both change.
 
     The default Creation function (randn) has only number boxes (n, seed), so the link picks
-    torch.normal, whose mean and std are sliders.
+    torch.normal, whose mean and std are sliders (fields a and b), and takes the mean's (found by the class Streamlit
+    gives a keyed widget's container: st-key-<key>, with the dot made a dash). The first slider of
+    the panel is the ladder of n, a select_slider whose input holds a stop's index, not the value.
     """
     open_app(page, base_url, "/tensors?lang=en&tab=create&create.fn=normal")
     panel = open_tab_panel(page)
-    slider = panel.get_by_role("slider").first  # <input type="range">: role "slider", implicitly
+    slider = panel.locator(".st-key-create-a").get_by_role("slider")  # <input type="range">: role "slider"
     expect(slider).to_be_visible(timeout=TIMEOUT_MS)
     value_before = float(slider.input_value())
     data_before = chart_data(first_chart(panel))

@@ -148,14 +148,18 @@ def test_a_step_in_the_link_is_read_by_the_codec(raw: str, lang: str) -> None:
     assert step.min <= step.value <= step.max
 
 
-def test_budget_refusal_is_explained_and_the_next_run_works() -> None:
-    at = open_page(PAGES[1], "en", {"create.fn": "eye", "create.n": "100000"})
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_link_past_the_budget_gets_the_largest_value_that_fits(lang: str) -> None:
+    # eye(100000) would need 40 GB: the slider stops at the largest n that fits the memory budget,
+    # the link's value is brought down to it with a notice, and the experiment runs.
+    at = open_page(PAGES[1], lang, {"create.fn": "eye", "create.n": "100000"})
     assert_healthy(at)
-    assert any("MB" in e for e in texts(at.error)), texts(at.error)
-    at.select_slider(key="create.n").set_value(50)
-    at.run()
-    assert_healthy(at)
-    assert not at.error
+    assert not at.error, texts(at.error)
+    n = at.select_slider(key="create.n")
+    most = max(n.options, key=float)
+    assert float(n.value) == float(most) < 100000
+    assert any("100000" in w and most in w for w in texts(at.warning)), texts(at.warning)
+    assert all(bool(HAN.search(w)) == (lang == "zh") for w in texts(at.warning))
 
 
 def test_language_follows_browser_locale_unless_the_link_says_otherwise() -> None:
