@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 
@@ -30,6 +30,7 @@ __all__ = ["CONFIG", "COUNTERS", "DEVICE", "GATE", "RESULTS", "Config", "Counter
 
 R = TypeVar("R")
 P = TypeVar("P", bound=Params)
+Q = ParamSpec("Q")
 
 torch.set_num_threads(CONFIG.threads)
 
@@ -153,43 +154,25 @@ def memory_in_use(device: torch.device | None = None) -> tuple[str, int]:
         return "rss", 0
 
 
+def _counting_errors(fn: Callable[Q, R]) -> Callable[Q, R]:
+    """Return fn, counting every refusal and failure it raises by kind in COUNTERS (the teacher's dashboard)."""
+
+    @functools.wraps(fn)
+    def counted(*args: Q.args, **kwargs: Q.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ExperimentError as e:
+            COUNTERS.count_error(e.key)
+            raise
+        except InvalidParams:
+            COUNTERS.count_error("invalid_params")
+            raise
+
+    return counted
+
+
+@_counting_errors
 def execute(
-    run_fn: Callable[[P, RunContext], R],
-    params: P,
-    *,
-    exclusive: bool = False,
-    on_wait: Callable[[int], None] | None = None,
-    on_progress: Callable[[float], None] | None = None,
-    owner: str | None = None,
-    device: torch.device | None = None,
-    gate: DeviceGate | None = None,
-    config: Config | None = None,
-) -> R:
-    """Validate params, check the budgets, then run run_fn on the device under the gate (see _execute).
-
-    Every refusal and failure is also counted by kind in COUNTERS, for the teacher's dashboard.
-    """
-    try:
-        return _execute(
-            run_fn,
-            params,
-            exclusive=exclusive,
-            on_wait=on_wait,
-            on_progress=on_progress,
-            owner=owner,
-            device=device,
-            gate=gate,
-            config=config,
-        )
-    except ExperimentError as e:
-        COUNTERS.count_error(e.key)
-        raise
-    except InvalidParams:
-        COUNTERS.count_error("invalid_params")
-        raise
-
-
-def _execute(
     run_fn: Callable[[P, RunContext], R],
     params: P,
     *,
@@ -207,7 +190,7 @@ def _execute(
     reports through ctx.progress. `owner` (a student's session) may have one exclusive run queued
     at a time: a second is refused with ExperimentError('one_queued'). Raises InvalidParams for bad
     params, ExperimentError for a refused or failed run. Any RuntimeError or out-of-memory error from torch becomes
-    ExperimentError, the memory is released, and the next run works.
+    ExperimentError, the memory is released, and the next run works. Refusals and failures are counted.
     """
     config = config or CONFIG
     device = device or DEVICE
