@@ -62,6 +62,9 @@ PLOTLY_SELECTOR = '[data-testid="stPlotlyChart"] .js-plotly-plot'
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_S = 60.0  # every wait: server start, script runs, charts drawing
 TIMEOUT_MS = int(TIMEOUT_S * 1000)
+# Playwright's assertions wait 5 s unless told otherwise, whatever the page's default timeout says: every `expect`
+# in these modules (this one is imported by the others) waits as long as everything else.
+expect.set_options(timeout=TIMEOUT_MS)
 MAX_SCREENSHOT_HEIGHT = 12_000
 
 PAGES = {"home": "/", **{lesson.slug: f"/{lesson.slug}" for lesson in LESSONS}}
