@@ -86,6 +86,11 @@ class ResultCache:
                     self._computing.pop(key, None)
         return result
 
+    def __contains__(self, key: object) -> bool:
+        """Return whether a result for `key` is kept (counted neither as a hit nor as a miss)."""
+        with self._lock:
+            return key in self._entries
+
     def clear(self) -> None:
         """Forget every entry (the counters stay)."""
         with self._lock:

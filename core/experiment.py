@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,11 +45,16 @@ class RunContext:
     max_bytes: int
     on_progress: Callable[[float], None] | None = None
     seconds: float = 0.0  # the wall-time limit the deadline came from (said in the timeout message)
+    stop: threading.Event | None = None  # set when the student presses Stop (only for `stoppable` experiments)
 
     def progress(self, done: int, total: int) -> None:
         """Report that `done` of `total` parts of the run are finished (the page draws a bar)."""
         if self.on_progress is not None and total > 0:
             self.on_progress(min(1.0, done / total))
+
+    def stop_requested(self) -> bool:
+        """Return True once the student asked the run to stop: a stoppable run then returns what it has so far."""
+        return self.stop is not None and self.stop.is_set()
 
     def check_deadline(self) -> None:
         """Raise ExperimentError('timeout') once the run's wall-time limit has passed (call in loops)."""
@@ -66,7 +72,9 @@ class Experiment(Generic[P, R]):
     element (a progress bar moves as each finishes). `shown(result)` lists what the page shows
     that the script must print for the same params: numbers (found among the script's printed
     numbers, to 1e-6 relative) and text (found verbatim). `examples` are notable settings besides
-    the defaults: the contract tests run each (determinism, scripts, shown numbers).
+    the defaults: the contract tests run each (determinism, scripts, shown numbers). A `stoppable`
+    run checks `ctx.stop_requested()` between its steps and then returns the steps it has taken:
+    the page offers a Stop button while it runs and shows such a partial result without caching it.
     """
 
     name: str
@@ -78,6 +86,7 @@ class Experiment(Generic[P, R]):
     sweep: str | None = None
     shown: Callable[[R], Sequence[float | str]] | None = field(default=None, compare=False)
     examples: tuple[P, ...] = ()
+    stoppable: bool = False
 
     @property
     def filename(self) -> str:

@@ -180,6 +180,7 @@ def execute(
     on_wait: Callable[[int], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
     owner: str | None = None,
+    stop: threading.Event | None = None,
     device: torch.device | None = None,
     gate: DeviceGate | None = None,
     config: Config | None = None,
@@ -188,7 +189,8 @@ def execute(
 
     `on_wait(position)` hears the place in the queue; `on_progress(fraction)` hears what the run
     reports through ctx.progress. `owner` (a student's session) may have one exclusive run queued
-    at a time: a second is refused with ExperimentError('one_queued'). Raises InvalidParams for bad
+    at a time: a second is refused with ExperimentError('one_queued'). `stop`, once set, tells a
+    stoppable run (ctx.stop_requested) to return what it has computed so far. Raises InvalidParams for bad
     params, ExperimentError for a refused or failed run. Any RuntimeError or out-of-memory error from torch becomes
     ExperimentError, the memory is released, and the next run works. Refusals and failures are counted.
     """
@@ -217,7 +219,7 @@ def execute(
             COUNTERS.count_run()
             generator = torch.Generator(device=device).manual_seed(seed)
             deadline = time.monotonic() + config.run_seconds
-            ctx = RunContext(device, generator, deadline, max_bytes, on_progress, config.run_seconds)
+            ctx = RunContext(device, generator, deadline, max_bytes, on_progress, config.run_seconds, stop)
             return _run_guarded(run_fn, params, ctx)
     except OwnerBusy:
         raise ExperimentError("one_queued") from None

@@ -604,6 +604,36 @@ def test_hostile_link_warns_and_still_draws(page: Page, events: PageEvents, base
     assert page.locator("script", has_text="alert(1)").count() == 0, "the link's <script> reached the DOM"
 
 
+def test_a_long_run_can_be_stopped_from_the_keyboard_and_keeps_its_steps(page: Page, base_url: str) -> None:
+    """The longest logistic regression shows its progress and a Stop button; Enter on the button ends the run at its
+    next step, and the page draws the steps it took, says so, and offers to run to the end (in Chinese)."""
+    zh = ui_strings("zh")
+    page.goto(
+        f"{base_url}/training?lang=zh&tab=logreg&train_logreg.n=500&train_logreg.max_steps=2000"
+        "&train_logreg.stop_early=false&train_logreg.seed=3",
+        wait_until="domcontentloaded",
+    )  # not open_app: the page is not idle while the run's progress is redrawn
+    main = page.locator('[data-testid="stMain"]')
+    stop = main.get_by_role("button", name=zh["run.stop"])
+    expect(stop).to_be_visible()
+    expect(main.locator('[data-testid="stProgress"]')).to_be_visible()
+    stop.focus()
+    page.keyboard.press("Enter")
+    expect(main.get_by_text(zh["run.stopped"])).to_be_visible()
+    wait_for_app_idle(page)
+    again = main.get_by_role("button", name=zh["run.again"])
+    expect(again).to_be_visible()
+    expect(stop).to_have_count(0)
+    wait_for_charts_drawn(page)
+    assert_no_error_elements(page)
+    final = main.locator('[data-testid="stMetricDelta"]').first.inner_text()
+    steps = int(re.sub(r"\D", "", final))
+    assert 0 < steps < 2000, final
+    rerun_after(page, again.click)
+    expect(main.get_by_text(zh["run.stopped"])).to_have_count(0)
+    expect(main.locator('[data-testid="stMetricDelta"]').first).to_contain_text("2000")
+
+
 def test_deep_link_on_fresh_server_runs_the_router(browser: Browser, artifacts: Path) -> None:
     """The first request to a new server is a lesson link: the router (language switch, sidebar) still runs.
 

@@ -11,6 +11,9 @@ from streamlit.testing.v1 import AppTest
 
 from core import runner
 from core.lessons import LESSONS
+from core.lessons.training import logreg as train_logreg
+from core.lessons.training.logreg import LogregParams
+from ui.run import JOBS, cache_key
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ["pages/home.py", *[lesson.page for lesson in LESSONS]]
@@ -21,14 +24,30 @@ LANGS = ["en", "zh"]
 HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
-def open_page(page: str, lang: str, query: dict[str, str] | None = None) -> AppTest:
-    """Run the app with ?lang= and the query, switch to the page, and return it rendered."""
+def watching(at: AppTest) -> bool:
+    """Return whether the page shows a run's progress and Stop button (a browser would poll it until the run ends)."""
+    return any(str(b.key).endswith(".stop") for b in at.button)
+
+
+def run_settled(at: AppTest) -> AppTest:
+    """Run the script; while it follows a run still going, wait for the session's runs and run again, as the poll would."""
+    at.run()
+    while watching(at):
+        jobs = at.session_state[JOBS] if JOBS in at.session_state else {}  # noqa: SIM401 (no .get on AppTest state)
+        for job in list(jobs.values()):
+            assert job.wait(180), "a run that never ends"
+        at.run()
+    return at
+
+
+def open_page(page: str, lang: str, query: dict[str, str] | None = None, settle: bool = True) -> AppTest:
+    """Run the app with ?lang= and the query, switch to the page, and return it rendered (its long runs ended)."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.query_params.update({"lang": lang, **(query or {})})
     at.run()
     if page != PAGES[0]:
         at.switch_page(page)
-        at.run()
+        run_settled(at) if settle else at.run()
     return at
 
 
@@ -105,7 +124,7 @@ def test_each_widget_moved(page: str, tab: str, lang: str) -> None:
         if value is None:
             continue
         _set(widget, value)
-        at.run()
+        run_settled(at)
         assert_healthy(at)
         moved += 1
     assert moved >= len(keys) * 0.7
@@ -222,3 +241,27 @@ def test_a_busy_device_makes_the_page_wait_then_render() -> None:
     at.run()
     assert_healthy(at)
     assert len(at.get("plotly_chart")) == 1
+
+
+def test_a_long_run_shows_its_progress_and_stops_at_the_students_request_keeping_its_steps() -> None:
+    training = next(lesson.page for lesson in LESSONS if lesson.slug == "training")
+    long_run = {"tab": "logreg", "train_logreg.n": "500", "train_logreg.max_steps": "2000", "train_logreg.stop_early": "false"}
+    at = open_page(training, "en", long_run, settle=False)
+    assert_healthy(at)
+    assert watching(at), "the longest logistic regression outlasts the page's first second"
+    assert at.get("progress") and not at.get("metric"), "while it runs, the page shows progress and no result yet"
+    at.button(key="train_logreg.stop").click()
+    run_settled(at)
+    assert_healthy(at)
+    assert any("Stopped at your request" in i for i in texts(at.info)), texts(at.info)
+    after = at.metric[1].delta
+    steps = int(re.sub(r"\D", "", str(after)))
+    assert 0 < steps < 2000, after
+    # The partial result is the student's alone: the class-wide cache never saw it.
+    key = cache_key(train_logreg.run, LogregParams(n=500, max_steps=2000, stop_early=False))
+    assert key not in runner.RESULTS
+    at.button(key="train_logreg.again").click()
+    run_settled(at)
+    assert not any("Stopped at your request" in i for i in texts(at.info))
+    assert str(at.metric[1].delta).endswith("2000 steps"), at.metric[1].delta
+    assert key in runner.RESULTS

@@ -88,6 +88,8 @@ def fit(
             break
         if it == iters or not np.isfinite(value):  # a diverged run has nothing more to show
             break
+        if not pitfall and ctx.stop_requested():  # Stop pressed; the pitfall then takes as many steps
+            break
         torch.autograd.backward(loss)
         assert w.grad is not None and b.grad is not None
         with torch.no_grad():
@@ -162,6 +164,7 @@ LINREG = Experiment(
     context=context,
     shown=shown,
     examples=(LinregParams(lr=0.1, max_iters=60), LinregParams(n=50, lr=0.01, threshold=0.6, max_iters=300, seed=3)),
+    stoppable=True,
 )
 
 

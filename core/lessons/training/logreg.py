@@ -95,7 +95,7 @@ def run(p: LogregParams, ctx: RunContext) -> LogregResult:
             reached = step
             if p.stop_early:
                 break
-        if step == p.max_steps:
+        if step == p.max_steps or ctx.stop_requested():  # Stop pressed: the steps so far are the result
             break
         optimizer.zero_grad()
         torch.autograd.backward(loss)
@@ -137,6 +137,7 @@ LOGREG = Experiment(
         LogregParams(offset=0.5, spread=1.5, n=50, max_steps=200, stop_early=False, seed=1),
         LogregParams(lr=0.1, momentum=0.0, max_steps=300),
     ),
+    stoppable=True,
 )
 
 

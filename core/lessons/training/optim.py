@@ -149,6 +149,8 @@ def run(p: OptimParams, ctx: RunContext) -> OptimResult:
     state = ctx.generator.get_state()
     paths, losses, lrs, scores = [], [], [], []
     for k, name in enumerate(p.optimizers):
+        if paths and ctx.stop_requested():  # Stop pressed: the optimizers raced so far are the result
+            break
         ctx.generator.set_state(state)  # the same noise for every optimizer, whether it runs alone or with others
         path, loss = race(p, name, ctx)
         with np.errstate(invalid="ignore"):
@@ -165,7 +167,7 @@ def run(p: OptimParams, ctx: RunContext) -> OptimResult:
     heights = value(p.surface, grid_x[None, :], grid_y[:, None], p.condition, p.rotate)
     loss_curves = np.array(losses)
     return OptimResult(
-        tuple(p.optimizers),
+        tuple(p.optimizers[: len(paths)]),
         np.array(lrs),
         np.array(paths),
         loss_curves,
@@ -217,6 +219,7 @@ OPTIM = Experiment(
         OptimParams(optimizers=("adam", "adamw"), lr=0.1, weight_decay=0.5, steps=200),
         OptimParams(surface="saddle", start_x=1.5, start_y=0.0, optimizers=("sgd", "adagrad"), lr=0.02, noise=1.0),
     ),
+    stoppable=True,
 )
 
 

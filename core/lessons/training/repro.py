@@ -139,6 +139,8 @@ def run(p: ReproParams, ctx: RunContext) -> ReproResult:
         loss_b = train(p.seed, p, ctx)
         band = []
         for k, seed in enumerate(seeds):
+            if band and ctx.stop_requested():  # Stop pressed: the band has the seeds trained so far
+                break
             band.append(train(int(seed), p, ctx))
             ctx.progress(k + 1, p.n_seeds + 2)
         seconds_mode = step_seconds(p, ctx)
@@ -149,7 +151,7 @@ def run(p: ReproParams, ctx: RunContext) -> ReproResult:
         loss_b,
         float(np.abs(loss_a - loss_b).max()),
         bool(np.array_equal(loss_a.view(np.int64), loss_b.view(np.int64))),
-        seeds,
+        seeds[: len(band)],
         np.array(band),
         ctx.device.type,
         seconds_default,
@@ -186,6 +188,7 @@ REPRO = Experiment(
     exclusive=True,
     shown=shown,
     examples=(ReproParams(mode="deterministic", steps=10, n_seeds=3, lr=0.1, seed=7),),
+    stoppable=True,
 )
 
 
