@@ -151,9 +151,9 @@ def _geometric_ratio(first: float, last: float, steps: int) -> float | None:
     return float((last / first) ** (2 / steps))
 
 
-def _std(t: torch.Tensor) -> float:
-    """Return t's population std (float32 input: torch accumulates in float64 on the CPU)."""
-    return float(t.detach().std(correction=0).item())
+def _stds(ts: Sequence[torch.Tensor]) -> np.ndarray:
+    """Return each tensor's population std (float32 input: torch accumulates in float64 on the CPU), read in one go."""
+    return np.array(torch.stack([t.detach().std(correction=0) for t in ts]).tolist())
 
 
 def _common_hist(hs: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -177,20 +177,10 @@ def _common_hist(hs: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.nda
     return counts, outside, (edges[:-1] + edges[1:]) / 2, float(edges[1] - edges[0])
 
 
-def _measure(
-    p: SignalParams,
-    activation: str,
-    scheme: str,
-    X: torch.Tensor,
-    R: torch.Tensor,
-    state: torch.Tensor,
-    ctx: RunContext,
-    full: bool = True,
-) -> SignalRun:
-    """Forward X through depth layers (no biases), backward from (h_L * R).sum(); measure every layer.
-
-    With full=False (the band's extra networks) the histograms are skipped.
-    """
+def _forward(
+    p: SignalParams, activation: str, scheme: str, X: torch.Tensor, state: torch.Tensor, ctx: RunContext
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """Draw depth weights (no biases) from `state` and forward X through them; return the weights, every z_l and h_l."""
     act = ACTIVATION_FNS[activation]
     weights = []
     ctx.generator.set_state(state)  # both configurations start from the same random numbers
@@ -205,20 +195,31 @@ def _measure(
         h = act(z)
         zs.append(z)
         hs.append(h)
+    return weights, zs, hs
+
+
+def _measure(
+    p: SignalParams,
+    activation: str,
+    scheme: str,
+    X: torch.Tensor,
+    R: torch.Tensor,
+    state: torch.Tensor,
+    ctx: RunContext,
+) -> SignalRun:
+    """Forward X through depth layers, backward from (h_L * R).sum(); measure every layer, histogram a few."""
+    weights, zs, hs = _forward(p, activation, scheme, X, state, ctx)
     # A fixed random read-out: every output unit gets an upstream gradient R ~ N(0, 1), whatever the
     # forward scale. (With mean(h_L^2) the gradient would be 2 h_L: it would inherit the forward
     # scale and correlate with the weights, and the top layers would leave the theory.)
-    loss = (h * R).sum()
+    loss = (hs[-1] * R).sum()
     grads = torch.autograd.grad(loss, weights + zs)
     ctx.check_deadline()
-    if full:
-        counts, outside, bin_x, width = _common_hist([hs[i - 1] for i in hist_layers(p.depth)])
-    else:
-        counts, outside, bin_x, width = np.zeros((0, BINS)), np.zeros(0), np.zeros(BINS), 0.0
-    pre = np.array([_std(z) for z in zs])
-    delta = np.array([_std(d) for d in grads[p.depth :]])
-    act_stds = np.array([_std(h) for h in hs])
-    grad_stds = np.array([_std(d) for d in grads[: p.depth]])
+    counts, outside, bin_x, width = _common_hist([hs[i - 1] for i in hist_layers(p.depth)])
+    pre = _stds(zs)
+    delta = _stds(grads[p.depth :])
+    act_stds = _stds(hs)
+    grad_stds = _stds(grads[: p.depth])
     return SignalRun(
         activation,
         scheme,
@@ -239,28 +240,47 @@ def _measure(
     )
 
 
+def _band(
+    p: SignalParams,
+    activation: str,
+    scheme: str,
+    X: torch.Tensor,
+    R: torch.Tensor,
+    state: torch.Tensor,
+    ctx: RunContext,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return one more network's act and weight-gradient stds per layer: all the band draws of it."""
+    weights, _, hs = _forward(p, activation, scheme, X, state, ctx)
+    grads = torch.autograd.grad((hs[-1] * R).sum(), weights)
+    ctx.check_deadline()
+    return _stds(hs), _stds(grads)
+
+
 def run(p: SignalParams, ctx: RunContext) -> SignalResult:
     """Return both configurations' per-layer statistics, for `seeds` networks drawn one after the other.
 
     Each draw takes a new standard-normal input batch and read-out from the generator, then both
     configurations start their weights from the same random numbers; the first draw is measured in full.
     """
-    runs: list[tuple[SignalRun, SignalRun]] = []
+    configs = ((p.activation, p.scheme), (p.activation2, p.scheme2))
+    firsts: list[SignalRun] = []
+    act_seeds: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    grad_seeds: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     for k in range(p.seeds):
         X = torch.randn(p.batch, p.width, generator=ctx.generator, device=ctx.device)
         R = torch.randn(p.batch, p.width, generator=ctx.generator, device=ctx.device)
         state = ctx.generator.get_state()
-        first = _measure(p, p.activation, p.scheme, X, R, state, ctx, full=k == 0)
-        second = _measure(p, p.activation2, p.scheme2, X, R, state, ctx, full=k == 0)
-        runs.append((first, second))
+        for i, (activation, scheme) in enumerate(configs):
+            if k == 0:
+                firsts.append(_measure(p, activation, scheme, X, R, state, ctx))
+                act, grad = firsts[i].act_std, firsts[i].grad_std
+            else:
+                act, grad = _band(p, activation, scheme, X, R, state, ctx)
+            act_seeds[i].append(act)
+            grad_seeds[i].append(grad)
         ctx.progress(k + 1, p.seeds)
     main = tuple(
-        replace(
-            runs[0][i],
-            act_std_seeds=np.stack([pair[i].act_std for pair in runs]),
-            grad_std_seeds=np.stack([pair[i].grad_std for pair in runs]),
-        )
-        for i in (0, 1)
+        replace(firsts[i], act_std_seeds=np.stack(act_seeds[i]), grad_std_seeds=np.stack(grad_seeds[i])) for i in (0, 1)
     )
     return SignalResult(np.arange(1, p.depth + 1), np.array(hist_layers(p.depth)), (main[0], main[1]))
 
