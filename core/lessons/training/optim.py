@@ -147,7 +147,10 @@ def race(p: OptimParams, name: str, ctx: RunContext) -> tuple[np.ndarray, np.nda
 def run(p: OptimParams, ctx: RunContext) -> OptimResult:
     """Race each chosen optimizer on the surface; in "best" mode each at the rate its sweep found best."""
     state = ctx.generator.get_state()
-    paths, losses, lrs, scores = [], [], [], []
+    paths: list[np.ndarray] = []
+    losses: list[np.ndarray] = []
+    lrs: list[float] = []
+    scores: list[np.ndarray] = []
     for k, name in enumerate(p.optimizers):
         if paths and ctx.stop_requested():  # Stop pressed: the optimizers raced so far are the result
             break

@@ -137,7 +137,7 @@ def run(p: ReproParams, ctx: RunContext) -> ReproResult:
     with flags(mode=p.mode):
         loss_a = train(p.seed, p, ctx)
         loss_b = train(p.seed, p, ctx)
-        band = []
+        band: list[np.ndarray] = []
         for k, seed in enumerate(seeds):
             if band and ctx.stop_requested():  # Stop pressed: the band has the seeds trained so far
                 break
