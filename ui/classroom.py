@@ -273,6 +273,8 @@ def is_teacher() -> bool:
     if st.session_state.get(TEACHER_KEY):
         return True
     if oidc_configured() and st.user.is_logged_in:
+        if st.user.get("email_verified") is False:  # a provider that says so; many never send the claim
+            return False
         return str(st.user.get("email", "")).lower() in teacher_emails()
     return False
 
@@ -323,12 +325,20 @@ def _password_form() -> None:
 
 
 def sign_out_button() -> None:
-    """Offer the signed-in teacher a way to sign out."""
-    if st.sidebar.button(t("teacher.sign_out"), key="teacher.sign_out", icon=":material/logout:"):
-        st.session_state.pop(TEACHER_KEY, None)
-        if oidc_configured() and st.user.is_logged_in:
-            st.logout()
-        st.rerun()
+    """Offer the signed-in teacher a way to sign out (of the st.login account too)."""
+    st.sidebar.button(t("teacher.sign_out"), key="teacher.sign_out", icon=":material/logout:", on_click=_sign_out)
+
+
+def _sign_out() -> None:
+    """Forget the password sign-in; with st.login, send the browser to /auth/logout, which deletes the identity cookie.
+
+    A callback, so the run that follows already draws the signed-out page, and no st.rerun: a rerun
+    empties the queue of messages to the browser, st.logout's redirect included, and the cookie
+    left behind would sign the teacher in again at the next page load.
+    """
+    st.session_state.pop(TEACHER_KEY, None)
+    if oidc_configured() and st.user.is_logged_in:
+        st.logout()
 
 
 # ------------------------------------------------------------------------------------------------
