@@ -84,11 +84,11 @@ def retain() -> None:
 
 @st.fragment
 def detach() -> None:
-    """.data and detach() side by side for sigmoid or pow, what the op saved, torch's error, and two questions."""
+    """.data and detach() side by side for sigmoid, pow or sin, what the op saved, torch's error, and two questions."""
     p, r = run_experiment(autograd_detach.DETACH, columns=4)
     if p is not None and r is not None:
         st.markdown(t("detach.saved_line", op=autograd_detach.OP_CODE[r.op], saved=", ".join(r.saved) or "—"))
-        caption = "detach.caption" if r.op == "sigmoid" else "detach.caption_pow"
+        caption = "detach.caption" if r.op == "sigmoid" else f"detach.caption_{r.op}"
         table(autograd_charts.detach_table(r, charts_text("detach")), caption)
         for way in (r.data, r.detach):
             if way.torch_error:

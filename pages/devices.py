@@ -42,7 +42,7 @@ def facts() -> None:
         figure(devices_charts.transfer_figure(r, tr), "facts.caption", key="facts.fig", mb=r.nbytes // 2**20)
         table(devices_charts.transfer_table(r, tr), "facts.transfer_caption")
     code_panel(devices_facts.FACTS, p)
-    predict(devices_facts.SAME)
+    predict(devices_facts.TO_CPU_TIME)
 
 
 @st.fragment
@@ -109,8 +109,8 @@ def dataparallel() -> None:
             figure(devices_charts.dp_grad_figure(r, tr), "dataparallel.caption_grad", key="dataparallel.grad")
             st.markdown(t("dataparallel.grad_line", weighted=sci(r.grad_diff_weighted), naive=sci(r.grad_diff_naive)))
     code_panel(devices_dataparallel.DATAPARALLEL, p)
-    predict(devices_dataparallel.MEAN_OF_MEANS)
     predict(devices_dataparallel.GPUS_USED)
+    predict(devices_dataparallel.MEAN_OF_MEANS)
 
 
 @st.fragment

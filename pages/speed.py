@@ -114,7 +114,7 @@ def footprint() -> None:
         )
         threads_note()
     code_panel(speed_footprint.FOOTPRINT, p)
-    predict(speed_footprint.NO_GRAD)
+    predict(speed_footprint.CHECKPOINT_KEPT)
 
 
 @st.fragment

@@ -654,6 +654,7 @@ SCRIPTS: dict[str, GraphParams] = {
     "vector": EXAMPLES["vector"],
     "frozen": EXAMPLES["frozen"],
     "shared": EXAMPLES["shared"],
+    "difference": EXAMPLES["difference"],
     # A variable named y with a bare final expression: the output takes a free name (out).
     "var_y_bare": GraphParams(v2_name="y", expr="x * y"),
 }
@@ -876,8 +877,9 @@ def test_node_at_follows_backwards_order() -> None:
     assert first is not None and first.label == "y = a * b"  # backward starts at the output
 
 
-def test_w_grad_prediction_is_five() -> None:
-    # y = (x + w)(w + 1): dy/dw = (w + 1) + (x + w) = 2 + 3 at x = 2, w = 1.
+def test_w_grad_prediction_asks_about_an_expression_the_page_does_not_show_by_default() -> None:
+    # y = (x + w)(x - w): dy/dw = (x - w) - (x + w) = -2w at x = 2, w = 1; the default's w.grad is 5.
     prediction = autograd_graph.W_GRAD
-    assert prediction.params == GraphParams()
-    assert prediction.answer(run(prediction.params)) == "5"
+    assert prediction.params == EXAMPLES["difference"] == replace(GraphParams(), expr="y = (x + w) * (x - w)")
+    assert prediction.answer(run(prediction.params)) == "-2"
+    assert autograd_graph._w_grad(run(GraphParams())) == "5"

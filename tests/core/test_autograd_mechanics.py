@@ -174,6 +174,28 @@ def test_pow_saves_its_input_so_zeroing_its_output_is_harmless_both_ways(p: Deta
     assert result.torch_error is None
 
 
+SIN_CASES = [DetachParams(op="sin"), DetachParams(op="sin", way="detach", values="linspace", n=8)]
+
+
+@pytest.mark.parametrize("p", SIN_CASES, ids=query_id)
+def test_sin_saves_its_input_so_zeroing_its_output_is_harmless_both_ways(p: DetachParams) -> None:
+    result = run(autograd_detach.run, p)
+    a = result.a.astype(np.float64)
+    np.testing.assert_allclose(result.out, np.sin(a), rtol=1e-6, atol=1e-7)
+    # The true gradient by autograd on an untouched float64 graph: d/da sum(sin(a)) = cos(a).
+    leaf = torch.from_numpy(a).requires_grad_()
+    leaf.sin().sum().backward()
+    assert leaf.grad is not None
+    np.testing.assert_allclose(result.true_grad, leaf.grad.numpy(), rtol=1e-12)
+    assert result.saved == ("self = a",)  # cos(a) cannot be had from sin(a): sin keeps its input
+    for way in (result.data, result.detach):
+        assert way.torch_error is None and way.grad is not None
+        np.testing.assert_allclose(way.grad, np.cos(a), rtol=1e-5, atol=1e-6)  # right, although out is all zeros
+        np.testing.assert_array_equal(way.out_after, np.zeros(p.n))
+    assert result.data.out_version_after == 0 and result.detach.out_version_after == 1
+    assert result.torch_error is None
+
+
 def test_saved_for_backward_names_what_grad_fn_keeps() -> None:
     a = torch.tensor([1.0, 2.0], requires_grad=True)
     b = torch.tensor([3.0, 4.0], requires_grad=True)
@@ -436,8 +458,10 @@ def test_pow_prediction_is_the_right_gradient() -> None:
     assert set(prediction.options) == {"error", "right", "wrong"}
 
 
-def test_which_raises_prediction_is_detach() -> None:
-    # detach() shares out's version counter, .data does not.
+def test_which_raises_prediction_asks_about_sin_which_the_page_does_not_show_by_default() -> None:
+    # sin saves its input, so neither way raises; at the page's default (sigmoid, which saves its output) detach() does.
     prediction = autograd_detach.WHICH_RAISES
-    assert prediction.answer(run(autograd_detach.run, prediction.params)) == ".detach()"
+    assert prediction.params.op == "sin" != DetachParams().op
+    assert prediction.answer(run(autograd_detach.run, prediction.params)) == "both_or_neither"
+    assert prediction.answer(run(autograd_detach.run, DetachParams())) == ".detach()"
     assert set(prediction.options) == {".data", ".detach()", "both_or_neither"}

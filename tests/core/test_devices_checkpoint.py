@@ -71,13 +71,20 @@ def test_checkpoint_keys_and_load_report_are_torchs(p: CkptParams) -> None:
     assert r.wrapper_matches is (True if p.wrap else None)
 
 
-def test_the_predictions_are_an_error_then_nothing_loaded() -> None:
+def test_the_predictions_ask_about_cases_the_page_does_not_show_by_default() -> None:
     plain_load, non_strict = devices_checkpoint.PLAIN_LOAD, devices_checkpoint.NON_STRICT
-    assert plain_load.params == non_strict.params == CkptParams(wrap=True, strip="none")
+    default = run(CkptParams())  # a wrapped checkpoint into a plain model: an error, and nothing loaded
+    assert (plain_load.answer(default), non_strict.answer(default)) == ("keys", "none")
+    # A plain checkpoint into a wrapper: the wrapper expects every key prefixed and none is, so strict=True raises.
+    assert plain_load.params == CkptParams(wrap=False, strip="load_into_module")
     r = run(plain_load.params)
-    # Every key is prefixed, so strict=True raises on missing and unexpected keys, and strict=False loads none.
-    assert plain_load.answer(r) == "keys"
-    assert non_strict.answer(r) == "none"
+    assert all(k.startswith("module.") for k in r.target_keys) and not any(k.startswith("module.") for k in r.fixed_keys)
+    assert plain_load.answer(r) == "keys" and not r.all_equal
+    # A wrapped checkpoint into a wrapper, map_location=None, strict=False: every key matches, everything loads.
+    assert non_strict.params == CkptParams(wrap=True, map_location="same", strip="load_into_module")
+    r = run(non_strict.params)
+    assert r.missing_keys == r.unexpected_keys == () and r.strict_error is None
+    assert non_strict.answer(r) == "all" and r.all_equal
 
 
 def test_batchnorm_does_not_report_its_missing_counter() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -53,9 +54,20 @@ def test_the_notes_example_is_back_to_the_global_mean_when_every_gpu_gets_as_man
     assert r.mean_of_means == pytest.approx(0.4333333333333333, abs=1e-15)
 
 
-def test_the_predictions_are_the_notes_numbers() -> None:
+def test_the_mean_of_means_prediction_asks_about_a_batch_the_page_does_not_show_by_default() -> None:
     mean_of_means = devices_dataparallel.MEAN_OF_MEANS
-    assert mean_of_means.answer(run(mean_of_means.params)) == "0.525"  # (0.25 + 0.8) / 2, not 1.3 / 3
+    p = mean_of_means.params
+    assert (p.seeds_example, p.batch, p.replicas) == (False, 6, 4) and p.n() % p.replicas != 0
+    for seed in (0, 1, 2):
+        r = run(dataclasses.replace(p, seed=seed))
+        # chunk(4) of 6 samples gives three chunks of 2: even although 4 does not divide 6, so the mean is right.
+        assert r.chunk_sizes == (2, 2, 2) and r.even_split
+        assert mean_of_means.answer(r) == "batch_mean"
+    # The default's uneven split (the notes' 0.525 against 0.433) answers the other way.
+    assert mean_of_means.answer(run(DPParams())) == "not_batch_mean"
+
+
+def test_the_gpus_used_prediction() -> None:
     gpus_used = devices_dataparallel.GPUS_USED
     assert gpus_used.answer(run(gpus_used.params)) == "3"  # 5 samples on 4 GPUs: chunks of 2, 2 and 1
 

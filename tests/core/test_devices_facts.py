@@ -61,10 +61,19 @@ def test_identity_of_to_is_what_torch_does() -> None:
     assert x.to(torch.float64).data_ptr() != x.data_ptr() and x.clone().data_ptr() != x.data_ptr()
 
 
-def test_the_prediction_is_that_to_returns_x_itself() -> None:
-    p = devices_facts.SAME.params
-    assert p.size_mb == 16  # the question says "a 16 MiB float32 tensor"
-    assert devices_facts.SAME.answer(run(dataclasses.replace(p, min_run_time=QUICK))) == "same_tensor"
+def test_the_prediction_asks_about_a_size_the_page_does_not_show_by_default() -> None:
+    p = devices_facts.TO_CPU_TIME.params
+    # The question says "64 MiB, 4 times the default".
+    assert p.size_mb == 64 == 4 * FactsParams().size_mb
+    r = run(dataclasses.replace(p, min_run_time=QUICK))
+    assert devices_facts.TO_CPU_TIME.answer(r) == "stays"
+    assert r.same_object and not r.to_cpu.copies and r.clone.copies
+
+
+def test_the_prediction_would_say_grows_for_a_call_that_copies() -> None:
+    r = run(FactsParams(size_mb=1, min_run_time=QUICK))
+    copying = dataclasses.replace(r, to_cpu=dataclasses.replace(r.clone, call='x.to("cpu")'))
+    assert devices_facts.TO_CPU_TIME.answer(copying) == "grows"
 
 
 def test_size_is_a_ladder_of_powers_of_two_and_any_size_in_range_stays_valid() -> None:

@@ -658,9 +658,14 @@ def test_doubling_answers_the_nearest_ratio_and_theory_says_eight() -> None:
     assert scaling.doubling_answer([fake_point(256, 1e-3), fake_point(512, 2.1e-3)]) == "2"
 
 
-def test_no_grad_keeps_nothing_at_the_predictions_params() -> None:
-    r = run(footprint.FOOTPRINT, footprint.NO_GRAD.params)
-    assert footprint.no_grad_answer(r) == "zero" and r.saved_bytes[0, 0] > 0
+def test_the_checkpoint_prediction_asks_about_a_depth_the_page_does_not_show_by_default() -> None:
+    p = footprint.CHECKPOINT_KEPT.params
+    assert (p.depth, p.segment_values()) == (16, (4,)) and p.depth != footprint.FootprintParams().depth
+    r = run(footprint.FOOTPRINT, dataclasses.replace(p, min_run_time=0.01))
+    # Three checkpointed segments keep their inputs, the plain last one its input and its 4 blocks' outputs.
+    assert footprint.checkpoint_kept_answer(r) == "8" == str(footprint.checkpoint_saved_activations(16, 4))
+    assert r.ckpt_saved_bytes[0] == 8 * r.activation_bytes == r.ckpt_theory_bytes[0]
+    assert r.saved_bytes[0, 0] == 17 * r.activation_bytes  # without checkpointing: depth + 1
 
 
 def test_as_tensor_shares_at_the_predictions_params() -> None:

@@ -98,6 +98,10 @@ def accumulate_figure(r: AccumulateResult, tr: Text) -> go.Figure:
     return finish(fig, tr("accumulate_title"))
 
 
+# The heading of the true-gradient column, per op (charts strings of "detach").
+TRUE_GRAD_LABEL = {"sigmoid": "true_grad", "pow": "true_grad_pow", "sin": "true_grad_sin"}
+
+
 def detach_table(r: DetachResult, tr: Text) -> pd.DataFrame:
     """Return, for .data and detach(), a.grad (or the error) next to the true gradient and the version counters."""
     rows = []
@@ -112,7 +116,7 @@ def detach_table(r: DetachResult, tr: Text) -> pd.DataFrame:
             {
                 tr("way"): ".data" if way.way == "data" else ".detach()",
                 "a.grad": "—" if way.grad is None else ", ".join(_short(v) for v in way.grad),
-                tr("true_grad" if r.op == "sigmoid" else "true_grad_pow"): ", ".join(f"{v:.4g}" for v in r.true_grad),
+                tr(TRUE_GRAD_LABEL[r.op]): ", ".join(f"{v:.4g}" for v in r.true_grad),
                 tr("version"): f"{way.out_version_before} → {way.out_version_after}",
                 tr("outcome"): outcome,
             }

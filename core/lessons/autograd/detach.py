@@ -6,6 +6,8 @@ refuses, with an error that is part of the lesson (`torch_error`).
 
 The seeds' `out = a ** 2` is the other case: pow saves its input a, not its output, so zeroing the
 output (through either way) changes nothing backward needs: no error, and the gradient 2a is right.
+`out = a.sin()` is the case the page does not show by default, for the student to predict: its
+derivative cos(a) cannot be recovered from sin(a) (the sign is lost), so sin must save its input, as pow does.
 What each op saved is read from its grad_fn (`_saved_*`), not written here.
 """
 
@@ -22,8 +24,8 @@ from core.lessons.autograd.common import backward
 from core.params import Params, bounds, choices
 
 DETACH_WAYS = ("data", "detach")
-DETACH_OPS = ("sigmoid", "pow")  # saves its output / saves its input (the seeds' y = x ** 2)
-OP_CODE = {"sigmoid": "a.sigmoid()", "pow": "a ** 2"}
+DETACH_OPS = ("sigmoid", "pow", "sin")  # saves its output / its input (the seeds' y = x ** 2) / its input
+OP_CODE = {"sigmoid": "a.sigmoid()", "pow": "a ** 2", "sin": "a.sin()"}
 DETACH_VALUES = ("arange", "linspace")  # 1, 2, ..., n as in the seeds, or n points in [-2, 2]
 VALUES_CODE = {"arange": "torch.arange(1, {n} + 1, dtype=torch.float32)", "linspace": "torch.linspace(-2, 2, {n})"}
 OPS_PER_VALUE = 30  # element operations per value of a: two ways' forward and backward, and the true gradient
@@ -62,7 +64,7 @@ class DetachResult:
 
     a: np.ndarray
     out: np.ndarray  # op(a) before anything was zeroed
-    true_grad: np.ndarray  # sigmoid(a) * (1 - sigmoid(a)) or 2a, computed without autograd
+    true_grad: np.ndarray  # sigmoid(a) * (1 - sigmoid(a)), 2a or cos(a), computed without autograd
     data: DetachWay
     detach: DetachWay
     torch_error: str | None  # the chosen way's error (None for .data: it is silently wrong)
@@ -82,8 +84,18 @@ def _inputs(p: DetachParams, device: torch.device) -> torch.Tensor:
 
 
 def _apply(op: str, a: torch.Tensor) -> torch.Tensor:
-    """Return a.sigmoid() (its backward reuses the output: out * (1 - out)) or a ** 2 (its backward reuses a: 2a)."""
-    return a.sigmoid() if op == "sigmoid" else a**2
+    """Return a.sigmoid() (backward reuses the output: out * (1 - out)), a ** 2 (reuses a: 2a) or a.sin() (reuses a: cos a)."""
+    if op == "sigmoid":
+        return a.sigmoid()
+    return a.sin() if op == "sin" else a**2
+
+
+def true_gradient(op: str, a: np.ndarray) -> np.ndarray:
+    """Return d op(a) / da for each value of a (float64), computed without autograd."""
+    if op == "sigmoid":
+        sig = 1 / (1 + np.exp(-a))
+        return np.asarray(sig * (1 - sig))
+    return np.cos(a) if op == "sin" else 2 * a
 
 
 def saved_for_backward(out: torch.Tensor, names: dict[str, torch.Tensor]) -> tuple[str, ...]:
@@ -118,11 +130,9 @@ def _try_way(way: str, values: torch.Tensor, op: str = "sigmoid") -> DetachWay:
 
 
 def run(p: DetachParams, ctx: RunContext) -> DetachResult:
-    """Return both ways side by side: for sigmoid .data's silently wrong gradient and detach's error; for pow, both right."""
+    """Return both ways side by side: for sigmoid .data silently wrong and detach raising; for pow and sin both right."""
     a = _inputs(p, ctx.device)
-    a64 = to_numpy(a, float64=True)
-    sig = 1 / (1 + np.exp(-a64))
-    true_grad = sig * (1 - sig) if p.op == "sigmoid" else 2 * a64
+    true_grad = true_gradient(p.op, to_numpy(a, float64=True))
     data, detach = _try_way("data", a, p.op), _try_way("detach", a, p.op)
     chosen = data if p.way == "data" else detach
     leaf = a.clone().requires_grad_()
@@ -161,20 +171,26 @@ DETACH = Experiment(
     script="detach_vs_data.py.j2",
     context=context,
     shown=shown,
-    examples=(DetachParams(way="detach", values="linspace", n=8), DetachParams(op="pow", way="detach", n=4)),
+    examples=(
+        DetachParams(way="detach", values="linspace", n=8),
+        DetachParams(op="pow", way="detach", n=4),
+        DetachParams(op="sin", values="linspace", n=5),
+    ),
 )
 
 
 def _which_raises(r: DetachResult) -> str:
-    """Return the way whose backward raised (".detach()" for the seeds' example), or "both_or_neither"."""
+    """Return the way whose backward raised (".detach()" for an op that saved its output), or "both_or_neither"."""
     raised = (r.data.torch_error is not None, r.detach.torch_error is not None)
     return {(True, False): ".data", (False, True): ".detach()"}.get(raised, "both_or_neither")
 
 
+# The page shows sigmoid by default (and the prose explains sigmoid and pow): the question asks about sin,
+# where the answer from sigmoid's pattern (".detach()") is wrong.
 WHICH_RAISES = Prediction(
-    "detach",
+    "detach_sin",
     DETACH,
-    DetachParams(),
+    DetachParams(op="sin"),
     options=(".data", ".detach()", "both_or_neither"),
     answer=_which_raises,
     question="detach.predict_q",

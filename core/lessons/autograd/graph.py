@@ -288,6 +288,7 @@ EXAMPLES: dict[str, GraphParams] = {
     "frozen": GraphParams(expr="y = relu(x * w - 1) + sigmoid(w)", v2_grad=False),
     "matrix": GraphParams(expr="y = mean(matmul(x, w) ** 2)", v1_shape=(2, 3), v2_shape=(3, 2)),
     "vector": GraphParams(expr="y = tanh(x * w)", v1_shape=(4,), v2_value=0.5),
+    "difference": GraphParams(expr="y = (x + w) * (x - w)"),  # the w.grad question's case
 }
 
 GRAPH = Experiment(
@@ -302,15 +303,18 @@ GRAPH = Experiment(
 
 
 def _w_grad(r: GraphResult) -> str:
-    """Return w.grad as the page shows it ("5" for the seeds' y = (x + w) * (w + 1) at x = 2, w = 1)."""
+    """Return w.grad as the page shows it (e.g. "-2" for y = (x + w) * (x - w) at x = 2, w = 1)."""
     return dict(r.grads).get("w") or ""
 
 
+# The page shows the seeds' y = (x + w) * (w + 1) by default, with w.grad worked out in the prose. The
+# question asks for another expression (a preset the student can pick to check) where w again takes
+# two paths, one of them through a minus sign.
 W_GRAD = Prediction(
-    "w_grad",
+    "w_grad_two_paths",
     GRAPH,
-    GraphParams(),
-    options=("2", "3", "5", "6"),
+    EXAMPLES["difference"],
+    options=("-2", "0", "2", "4"),
     answer=_w_grad,
     question="graph.predict_q",
     why="graph.predict_why",

@@ -220,19 +220,23 @@ CHECKPOINT = Experiment(
     ),
 )
 
+# The page shows a wrapped checkpoint loaded into a plain model by default (an error, nothing loaded), and the
+# prose explains it. The questions ask about two cases it does not show: a plain checkpoint loaded into
+# nn.DataParallel(new), the fix for a wrapped one applied where it is not needed (an error again); and a
+# wrapped one loaded into the wrapper without map_location, with strict=False (everything loads).
 PLAIN_LOAD = Prediction(
-    "plain_load",
+    "plain_into_wrapper",
     CHECKPOINT,
-    CkptParams(wrap=True, strip="none"),
+    CkptParams(wrap=False, strip="load_into_module"),
     options=("loads", "keys", "other"),
     answer=load_outcome,
     question="checkpoint.predict_q",
     why="checkpoint.predict_why",
 )
 NON_STRICT = Prediction(
-    "non_strict",
+    "non_strict_wrapped_into_wrapper",
     CHECKPOINT,
-    CkptParams(wrap=True, strip="none"),
+    CkptParams(wrap=True, map_location="same", strip="load_into_module"),
     options=("all", "some", "none"),
     answer=share_loaded,
     question="checkpoint.predict_strict_q",

@@ -209,12 +209,24 @@ FACTS = Experiment(
     examples=(FactsParams(size_mb=1, min_run_time=0.01),),
 )
 
-SAME = Prediction(
-    "same",
+# A call whose cost grew with x would cost about what copying x costs: x.clone() of the same x, timed in the
+# same run. x.to("cpu") copies nothing, so it stays orders of magnitude below that at any size.
+COPY_FRACTION = 0.01
+
+
+def to_cpu_time_answer(r: FactsResult) -> str:
+    """Return "stays" when x.to("cpu") copied nothing and took under 1% of x.clone()'s time, else "grows"."""
+    return "stays" if not r.to_cpu.copies and r.to_cpu.seconds < COPY_FRACTION * r.clone.seconds else "grows"
+
+
+# The page shows x.to("cpu") is x at 16 MiB, with its time next to the copies'. The question asks what
+# happens to that time at 4 times the size, which the student checks with the size slider.
+TO_CPU_TIME = Prediction(
+    "to_cpu_time_64mib",
     FACTS,
-    FactsParams(),
-    options=("same_tensor", "new_copy"),
-    answer=lambda r: "same_tensor" if r.same_object else "new_copy",
+    FactsParams(size_mb=64),
+    options=("stays", "grows"),
+    answer=to_cpu_time_answer,
     question="facts.predict_q",
     why="facts.predict_why",
 )

@@ -286,12 +286,13 @@ def run(p: SignalParams, ctx: RunContext) -> SignalResult:
 
 
 def context(p: SignalParams, device_type: str) -> dict[str, Any]:
-    """Return what signal_flow.py.j2 reads: the sizes, the seed, and each configuration's activation and init call."""
+    """Return what signal_flow.py.j2 reads: the sizes, the seed, each configuration's activation and init call, the device."""
     configs = [
         {"name": f"{a} + {s}", "act": ACTIVATION_CODE[a], "init": init_call(s, a)}
         for a, s in ((p.activation, p.scheme), (p.activation2, p.scheme2))
     ]
-    return {"depth": p.depth, "width": p.width, "batch": p.batch, "seed": p.seed, "seeds": p.seeds, "configs": configs}
+    sizes = {"depth": p.depth, "width": p.width, "batch": p.batch, "seed": p.seed, "seeds": p.seeds}
+    return sizes | {"configs": configs, "device": device_type}
 
 
 def shown(r: SignalResult) -> Sequence[float | str]:

@@ -16,7 +16,7 @@ with `gpu_note(r.gpu_only)`. The CPU path always runs; what needs CUDA is None i
 from __future__ import annotations
 
 from core.lessons.speed.cudnn import CUDNN
-from core.lessons.speed.footprint import FOOTPRINT, NO_GRAD
+from core.lessons.speed.footprint import CHECKPOINT_KEPT, FOOTPRINT
 from core.lessons.speed.leak import LEAK, TRAINING_HOLDS
 from core.lessons.speed.profiler import PROFILER
 from core.lessons.speed.scaling import DOUBLING, SCALING
@@ -25,4 +25,4 @@ from core.lessons.speed.transfer import AS_TENSOR, TRANSFER
 
 TABS = ("timing", "scaling", "cudnn", "footprint", "leak", "transfer", "pitfalls")
 EXPERIMENTS = (TIMING, PROFILER, SCALING, CUDNN, FOOTPRINT, LEAK, TRANSFER)
-PREDICTIONS = (BARE_CLOCK, DOUBLING, NO_GRAD, TRAINING_HOLDS, AS_TENSOR)
+PREDICTIONS = (BARE_CLOCK, DOUBLING, CHECKPOINT_KEPT, TRAINING_HOLDS, AS_TENSOR)

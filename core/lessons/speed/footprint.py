@@ -272,9 +272,9 @@ def shown(r: FootprintResult) -> list[float | str]:
     return out
 
 
-def no_grad_answer(r: FootprintResult) -> str:
-    """Return 'zero' when a forward pass under no_grad kept no bytes for backward, else 'some'."""
-    return "zero" if r.saved_bytes[GRAD_MODES.index("no_grad"), 0] == 0 else "some"
+def checkpoint_kept_answer(r: FootprintResult) -> str:
+    """Return how many activations (batch x width each) the first measured segments value kept, counted by the hooks."""
+    return f"{r.ckpt_saved_bytes[0] / r.activation_bytes:g}"
 
 
 FOOTPRINT = Experiment(
@@ -290,4 +290,12 @@ FOOTPRINT = Experiment(
         FootprintParams(width=16, depth=5, batch=4, segments=(2, 5), min_run_time=0.01),
     ),
 )
-NO_GRAD = Prediction("no_grad", FOOTPRINT, FootprintParams(), options=("zero", "some"), answer=no_grad_answer)
+# Every grad mode and every segments value for 8 blocks is on the page by default, and the prose lists them: the
+# question asks for 16 blocks in 4 segments (sqrt(16)), where the unchecked last segment keeps 4 + 1 activations.
+CHECKPOINT_KEPT = Prediction(
+    "checkpoint_16_in_4",
+    FOOTPRINT,
+    FootprintParams(depth=16, segments=(4,)),
+    options=("4", "5", "8", "17"),
+    answer=checkpoint_kept_answer,
+)

@@ -110,8 +110,16 @@ def shown(r: IndexResult) -> list[float | str]:
 
 
 def context(p: IndexParams, device_type: str) -> Mapping[str, Any]:
-    """Return what indexing.py.j2 reads: the seed, x's sizes, the op and its code."""
-    return {"seed": p.seed, "rows": p.rows, "cols": p.cols, "op": p.op, "dim": p.dim, "expr": index_expr(p)}
+    """Return what indexing.py.j2 reads: the seed, x's sizes, the op and its code, the device."""
+    return {
+        "seed": p.seed,
+        "rows": p.rows,
+        "cols": p.cols,
+        "op": p.op,
+        "dim": p.dim,
+        "expr": index_expr(p),
+        "device": device_type,
+    }
 
 
 INDEX = Experiment(
