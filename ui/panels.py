@@ -1,11 +1,12 @@
-"""Pieces every lesson page uses: charts with captions, the code panel, predict-then-run exercises."""
+"""Pieces every lesson page uses: charts with captions, rows of metrics, the code panel, predict-then-run exercises."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -14,6 +15,9 @@ from streamlit.delta_generator import DeltaGenerator
 
 from ui.i18n import lang, prose, t, text_in
 from ui.routing import leave_pages_folder_mode
+
+if TYPE_CHECKING:
+    from core.lessons.tensors.pitfalls import StepOutcome
 
 
 def charts_text(prefix: str) -> Callable[[str], str]:
@@ -46,9 +50,46 @@ def table(df: pd.DataFrame, caption_key: str | None = None) -> None:
         st.caption(t(caption_key))
 
 
+@dataclass(frozen=True)
+class Metric:
+    """One number in a row of metrics: its label, its value and an optional grey note under it."""
+
+    label: str
+    value: str | int | float
+    note: str | None = None  # grey, no arrow: what to compare the value with
+    help: str | None = None
+    arrow: bool = False  # the note is a signed difference: show its up or down arrow (still grey)
+
+
+def metrics(*row: Metric) -> None:
+    """Show metrics side by side, one column each."""
+    for column, m in zip(st.columns(len(row)), row, strict=True):
+        column.metric(m.label, m.value, m.note, "off", help=m.help, delta_arrow="auto" if m.arrow else "off")
+
+
+def yes_no(value: bool) -> str:
+    """Return "yes" or "no" in the page's language."""
+    return t("yes") if value else t("no")
+
+
 def torch_says(message: str) -> None:
     """Show an error PyTorch raised as part of the lesson (expected, not a failure of the app)."""
     st.warning(t("run.torch_says", message=message), icon=":material/science:")
+
+
+def pitfall_steps(prefix: str, setup: str, steps: Sequence[StepOutcome]) -> None:
+    """Show a live pitfall: the setup, then each statement with what torch printed, warned or raised, and why."""
+    if setup:
+        st.code(setup, language="python")
+    for step in steps:
+        st.code(step.code, language="python")
+        if step.warning:
+            st.warning(t(f"{prefix}.warned", message=step.warning), icon=":material/warning:")
+        if step.error:
+            torch_says(step.error)
+        if step.output is not None:
+            st.code(f"print({step.show})\n{step.output}", language="text")
+        st.caption(t(f"{prefix}.steps.{step.key}"))
 
 
 def script_box(code: str, filename: str) -> None:
