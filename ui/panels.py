@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from ui.figures import specified
 from ui.i18n import lang, prose, t, text_in
 from ui.routing import leave_pages_folder_mode
 
@@ -39,7 +40,7 @@ def _charts_text(language: str, prefix: str) -> Callable[[str], str]:
 
 def figure(fig: go.Figure, caption_key: str, key: str, **values: Any) -> None:
     """Show a plotly figure with a caption saying what to notice (also its accessible description)."""
-    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+    st.plotly_chart(specified(fig), key=key, config={"displaylogo": False})
     st.caption(t(caption_key, **values))
 
 
