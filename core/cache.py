@@ -86,6 +86,10 @@ class ResultCache:
                     self._computing.pop(key, None)
         return result
 
+    def get(self, key: str) -> tuple[bool, Any]:
+        """Return (True, the kept result) for `key`, or (False, None); counted as a hit or a miss."""
+        return self._get(key)
+
     def __contains__(self, key: object) -> bool:
         """Return whether a result for `key` is kept (counted neither as a hit nor as a miss)."""
         with self._lock:

@@ -198,6 +198,10 @@ def run_cached(
         return _compute(run_fn, params, exclusive)
 
     try:
+        found, kept = runner.RESULTS.get(key)
+        if found:  # most reruns: no spinner to draw and take down again (it cost 8% of a cached rerun)
+            runner.COUNTERS.count_cache(hit=True)
+            return kept  # type: ignore[no-any-return]
         with st.spinner(t("run.running")):
             if stoppable:
                 return _run_in_job(run_fn, params, exclusive, prefix, key)

@@ -120,10 +120,12 @@ def _number(spec: FieldSpec, key: str, label: str, help_text: str | None, hi: fl
         st.select_slider(label, stops, key=key, help=help_text, format_func=lambda v: f"{v:g}", disabled=disabled)
     elif spec.kind == "int":
         # Streamlit refuses a slider whose ends are equal: a bound the other fields pin to lo shows lo..lo+1, disabled.
-        st.slider(label, int(lo), max(int(hi), int(lo) + 1), key=key, help=help_text, disabled=disabled or int(hi) <= int(lo))
+        top, off = max(int(hi), int(lo) + 1), disabled or int(hi) <= int(lo)
+        st.slider(label, int(lo), top, int(st.session_state[key]), key=key, help=help_text, disabled=off)
     else:
         step = float(meta["step"]) if meta.get("step") else (float(hi) - float(lo)) / FLOAT_SLIDER_STOPS
-        st.slider(label, float(lo), float(hi), step=step, key=key, help=help_text, format="%g", disabled=disabled)
+        value = float(st.session_state[key])
+        st.slider(label, float(lo), float(hi), value, step=step, key=key, help=help_text, format="%g", disabled=disabled)
 
 
 def _float_step(lo: float, hi: float) -> float:
@@ -218,7 +220,7 @@ def index_slider(key: str, label: str, count: int, default: int) -> int:
     if key not in st.session_state:
         st.session_state[key] = _url_int(key, 0, count, default)
     st.session_state[key] = min(st.session_state[key], count)
-    value = int(st.slider(label, 0, max(count, 1), key=key, disabled=count == 0))
+    value = int(st.slider(label, 0, max(count, 1), st.session_state[key], key=key, disabled=count == 0))
     if st.query_params.get(key) != str(value):
         st.query_params[key] = str(value)
     return value
