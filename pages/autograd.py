@@ -13,8 +13,10 @@ from core.lessons.autograd import hooks as autograd_hooks
 from core.lessons.autograd import nograd as autograd_nograd
 from core.lessons.autograd import pitfalls as autograd_pitfalls
 from core.lessons.autograd import retain as autograd_retain
+from core.lessons.tensors.pitfalls import PitfallResult
+from ui.blocks import experiment_block
 from ui.i18n import t
-from ui.panels import charts_text, figure, graph, lesson_page, table, torch_says
+from ui.panels import charts_text, figure, graph, lesson_page, pitfall_steps, table, torch_says
 from ui.run import code_panel, predict, run_experiment
 from ui.widgets import index_slider, preset_picker
 
@@ -57,110 +59,72 @@ def backward_steps() -> None:
     code_panel(autograd_graph.GRAPH, p)
 
 
-@st.fragment
-def accumulate() -> None:
+@experiment_block(autograd_accumulate.ACCUMULATE, autograd_accumulate.THREE_CALLS, columns=4)
+def accumulate(p: autograd_accumulate.AccumulateParams, r: autograd_accumulate.AccumulateResult) -> None:
     """.grad after each backward() call against theory, and the three-calls question."""
-    p, r = run_experiment(autograd_accumulate.ACCUMULATE, columns=4)
-    if r is not None:
-        fig = autograd_charts.accumulate_figure(r, charts_text("accumulate"))
-        figure(fig, "accumulate.caption", key="accumulate.fig", once_x=f"{r.x_grad_once:g}", once_w=f"{r.w_grad_once:g}")
-    code_panel(autograd_accumulate.ACCUMULATE, p)
-    predict(autograd_accumulate.THREE_CALLS)
+    fig = autograd_charts.accumulate_figure(r, charts_text("accumulate"))
+    figure(fig, "accumulate.caption", key="accumulate.fig", once_x=f"{r.x_grad_once:g}", once_w=f"{r.w_grad_once:g}")
 
 
-@st.fragment
-def retain() -> None:
-    """The gradients after the first and second backward() on one graph, or torch's error for the second."""
-    p, r = run_experiment(autograd_retain.RETAIN, columns=3)
-    if r is not None:
-        cols = st.columns(2)
-        cols[0].metric(t("retain.first"), f"x.grad = {r.x_grad_first:g}, w.grad = {r.w_grad_first:g}")
-        if r.torch_error:
-            torch_says(r.torch_error)
-        else:
-            cols[1].metric(t("retain.second"), f"x.grad = {r.x_grad_second:g}, w.grad = {r.w_grad_second:g}")
-    code_panel(autograd_retain.RETAIN, p)
+@experiment_block(autograd_retain.RETAIN)
+def retain(p: autograd_retain.RetainParams, r: autograd_retain.RetainResult) -> None:
+    """The gradients after the first and second backward(), or torch's error under them (by hand: a cell may stay empty)."""
+    cols = st.columns(2)
+    cols[0].metric(t("retain.first"), f"x.grad = {r.x_grad_first:g}, w.grad = {r.w_grad_first:g}")
+    if r.torch_error:
+        torch_says(r.torch_error)
+    else:
+        cols[1].metric(t("retain.second"), f"x.grad = {r.x_grad_second:g}, w.grad = {r.w_grad_second:g}")
 
 
-@st.fragment
-def detach() -> None:
+@experiment_block(autograd_detach.DETACH, autograd_detach.WHICH_RAISES, autograd_detach.POW_DETACH, columns=4)
+def detach(p: autograd_detach.DetachParams, r: autograd_detach.DetachResult) -> None:
     """.data and detach() side by side for sigmoid, pow or sin, what the op saved, torch's error, and two questions."""
-    p, r = run_experiment(autograd_detach.DETACH, columns=4)
-    if p is not None and r is not None:
-        st.markdown(t("detach.saved_line", op=autograd_detach.OP_CODE[r.op], saved=", ".join(r.saved) or "—"))
-        caption = "detach.caption" if r.op == "sigmoid" else f"detach.caption_{r.op}"
-        table(autograd_charts.detach_table(r, charts_text("detach")), caption)
-        for way in (r.data, r.detach):
-            if way.torch_error:
-                torch_says(way.torch_error)
-    code_panel(autograd_detach.DETACH, p)
-    predict(autograd_detach.WHICH_RAISES)
-    predict(autograd_detach.POW_DETACH)
+    st.markdown(t("detach.saved_line", op=autograd_detach.OP_CODE[r.op], saved=", ".join(r.saved) or "—"))
+    caption = "detach.caption" if r.op == "sigmoid" else f"detach.caption_{r.op}"
+    table(autograd_charts.detach_table(r, charts_text("detach")), caption)
+    for way in (r.data, r.detach):
+        if way.torch_error:
+            torch_says(way.torch_error)
 
 
-@st.fragment
-def nograd() -> None:
+@experiment_block(autograd_nograd.NOGRAD, columns=4)
+def nograd(p: autograd_nograd.NogradParams, r: autograd_nograd.NogradResult) -> None:
     """Memory autograd keeps for backward in each grad mode, as a figure and a table."""
-    p, r = run_experiment(autograd_nograd.NOGRAD, columns=4)
-    if r is not None:
-        tr = charts_text("nograd")
-        figure(autograd_charts.nograd_figure(r, tr), "nograd.caption", key="nograd.fig")
-        table(autograd_charts.nograd_table(r, tr))
-    code_panel(autograd_nograd.NOGRAD, p)
+    tr = charts_text("nograd")
+    figure(autograd_charts.nograd_figure(r, tr), "nograd.caption", key="nograd.fig")
+    table(autograd_charts.nograd_table(r, tr))
 
 
-@st.fragment
-def hooks() -> None:
+@experiment_block(autograd_hooks.HOOKS, columns=2)
+def hooks(p: autograd_hooks.HooksParams, r: autograd_hooks.HooksResult) -> None:
     """x.grad without and with a tensor hook and by autograd.grad, and what a forward hook captured."""
-    p, r = run_experiment(autograd_hooks.HOOKS, columns=2)
-    if r is not None:
-        table(autograd_charts.hooks_table(r, charts_text("hooks")), "hooks.caption")
-        mean, std = f"{r.activation_mean:.4g}", f"{r.activation_std:.4g}"
-        st.markdown(t("hooks.activation", shape=r.activation_shape, mean=mean, std=std))
-    code_panel(autograd_hooks.HOOKS, p)
+    table(autograd_charts.hooks_table(r, charts_text("hooks")), "hooks.caption")
+    mean, std = f"{r.activation_mean:.4g}", f"{r.activation_std:.4g}"
+    st.markdown(t("hooks.activation", shape=r.activation_shape, mean=mean, std=std))
 
 
-@st.fragment
-def higher() -> None:
+@experiment_block(autograd_higher.HIGHER, columns=4)
+def higher(p: autograd_higher.HigherParams, r: autograd_higher.HigherResult) -> None:
     """f, f' and f'' from autograd with create_graph=True against the analytic curves."""
-    p, r = run_experiment(autograd_higher.HIGHER, columns=4)
-    if r is not None:
-        fig = autograd_charts.higher_figure(r, charts_text("higher"))
-        figure(fig, "higher.caption", key="higher.fig", e1=f"{r.d1_max_error:.1e}", e2=f"{r.d2_max_error:.1e}")
-    code_panel(autograd_higher.HIGHER, p)
+    fig = autograd_charts.higher_figure(r, charts_text("higher"))
+    figure(fig, "higher.caption", key="higher.fig", e1=f"{r.d1_max_error:.1e}", e2=f"{r.d2_max_error:.1e}")
 
 
-@st.fragment
-def custom() -> None:
+@experiment_block(autograd_custom.CUSTOM, columns=4)
+def custom(p: autograd_custom.CustomParams, r: autograd_custom.CustomResult) -> None:
     """The custom Function's gradients next to plain torch's, and gradcheck's verdict."""
-    p, r = run_experiment(autograd_custom.CUSTOM, columns=4)
-    if r is not None:
-        table(autograd_charts.custom_table(r, charts_text("custom")))
-        if r.gradcheck_ok:
-            st.success(t("custom.gradcheck_ok"), icon=":material/check_circle:")
-        else:
-            st.error(t("custom.gradcheck_failed", message=r.torch_error or ""), icon=":material/cancel:")
-    code_panel(autograd_custom.CUSTOM, p)
+    table(autograd_charts.custom_table(r, charts_text("custom")))
+    if r.gradcheck_ok:
+        st.success(t("custom.gradcheck_ok"), icon=":material/check_circle:")
+    else:
+        st.error(t("custom.gradcheck_failed", message=r.torch_error or ""), icon=":material/cancel:")
 
 
-@st.fragment
-def pitfalls() -> None:
+@experiment_block(autograd_pitfalls.GRAD_PITFALL, autograd_pitfalls.ONE_ELEMENT)
+def pitfalls(p: autograd_pitfalls.GradPitfallParams, r: PitfallResult) -> None:
     """The notes' autograd pitfalls run live: each statement with what torch printed, warned or raised."""
-    p, r = run_experiment(autograd_pitfalls.GRAD_PITFALL)
-    if r is not None:
-        if r.setup:
-            st.code(r.setup, language="python")
-        for step in r.steps:
-            st.code(step.code, language="python")
-            if step.warning:
-                st.warning(t("grad_pitfalls.warned", message=step.warning), icon=":material/warning:")
-            if step.error:
-                torch_says(step.error)
-            if step.output is not None:
-                st.code(f"print({step.show})\n{step.output}", language="text")
-            st.caption(t(f"grad_pitfalls.steps.{step.key}"))
-    code_panel(autograd_pitfalls.GRAD_PITFALL, p)
-    predict(autograd_pitfalls.ONE_ELEMENT)
+    pitfall_steps("grad_pitfalls", r.setup, r.steps)
 
 
 def hooks_and_higher() -> None:

@@ -12,14 +12,10 @@ from core.lessons.devices import facts as devices_facts
 from core.lessons.devices import moves as devices_moves
 from core.lessons.devices import pipeline as devices_pipeline
 from core.lessons.devices import visible as devices_visible
+from ui.blocks import experiment_block
 from ui.i18n import t
-from ui.panels import charts_text, figure, gpu_note, lesson_page, table, torch_says
+from ui.panels import Metric, charts_text, figure, gpu_note, lesson_page, metrics, table, torch_says, yes_no
 from ui.run import code_panel, predict, result_of, run_experiment
-
-
-def yes_no(value: bool) -> str:
-    """Return "yes" or "no" in the page's language."""
-    return t("yes") if value else t("no")
 
 
 def device_label(device: str) -> str:
@@ -27,22 +23,18 @@ def device_label(device: str) -> str:
     return t("devices.cpu_threads_label", device=device, threads=CONFIG.threads) if device.startswith("cpu") else device
 
 
-@st.fragment
-def facts() -> None:
-    p, r = run_experiment(devices_facts.FACTS, columns=2)
-    if r is not None:
-        tr = charts_text("facts")
-        table(devices_charts.facts_table(r, tr), "facts.table_caption")
-        if r.gpus:
-            table(devices_charts.gpus_table(r, tr), "facts.gpus_caption")
-        gpu_note(r.gpu_only)
-        st.markdown(t("facts.same_line", same=yes_no(r.same_object), ptr=yes_no(r.same_data_ptr)))
-        if r.cuda_same_object is not None:
-            st.markdown(t("facts.cuda_same_line", same=yes_no(r.cuda_same_object)))
-        figure(devices_charts.transfer_figure(r, tr), "facts.caption", key="facts.fig", mb=r.nbytes // 2**20)
-        table(devices_charts.transfer_table(r, tr), "facts.transfer_caption")
-    code_panel(devices_facts.FACTS, p)
-    predict(devices_facts.TO_CPU_TIME)
+@experiment_block(devices_facts.FACTS, devices_facts.TO_CPU_TIME, columns=2)
+def facts(p: devices_facts.FactsParams, r: devices_facts.FactsResult) -> None:
+    tr = charts_text("facts")
+    table(devices_charts.facts_table(r, tr), "facts.table_caption")
+    if r.gpus:
+        table(devices_charts.gpus_table(r, tr), "facts.gpus_caption")
+    gpu_note(r.gpu_only)
+    st.markdown(t("facts.same_line", same=yes_no(r.same_object), ptr=yes_no(r.same_data_ptr)))
+    if r.cuda_same_object is not None:
+        st.markdown(t("facts.cuda_same_line", same=yes_no(r.cuda_same_object)))
+    figure(devices_charts.transfer_figure(r, tr), "facts.caption", key="facts.fig", mb=r.nbytes // 2**20)
+    table(devices_charts.transfer_table(r, tr), "facts.transfer_caption")
 
 
 @st.fragment
@@ -90,84 +82,62 @@ def mismatch() -> None:
         st.markdown(t("moves.fixed_line", shape=" × ".join(map(str, r.fixed_shape))))
 
 
-@st.fragment
-def dataparallel() -> None:
-    p, r = run_experiment(devices_dataparallel.DATAPARALLEL, columns=4)
-    if r is not None:
-        tr = charts_text("dataparallel")
-        k, sizes = len(r.chunk_sizes), ", ".join(map(str, r.chunk_sizes))
-        st.markdown(t("dataparallel.split_line", N=r.batch, G=r.replicas, k=k, sizes=sizes))
-        if k < r.replicas:
-            st.markdown(t("dataparallel.fewer_line", G=r.replicas, k=k))
-        table(devices_charts.dp_replicas_table(r, tr), "dataparallel.replicas_caption")
-        figure(devices_charts.dp_losses_figure(r, tr), "dataparallel.caption_losses", key="dataparallel.losses")
-        table(devices_charts.dp_reductions_table(r, tr), "dataparallel.reductions_caption")
-        line = "dataparallel.even_line" if r.even_split else "dataparallel.uneven_line"
-        st.markdown(t(line, naive=f"{r.mean_of_means:.6g}", full=f"{r.global_mean:.6g}"))
-        figure(devices_charts.dp_weights_figure(r, tr), "dataparallel.caption_weights", key="dataparallel.weights", N=r.batch)
-        if r.grad_diff_naive is not None and r.grad_diff_weighted is not None:
-            figure(devices_charts.dp_grad_figure(r, tr), "dataparallel.caption_grad", key="dataparallel.grad")
-            st.markdown(t("dataparallel.grad_line", weighted=sci(r.grad_diff_weighted), naive=sci(r.grad_diff_naive)))
-    code_panel(devices_dataparallel.DATAPARALLEL, p)
-    predict(devices_dataparallel.GPUS_USED)
-    predict(devices_dataparallel.MEAN_OF_MEANS)
+@experiment_block(
+    devices_dataparallel.DATAPARALLEL, devices_dataparallel.GPUS_USED, devices_dataparallel.MEAN_OF_MEANS, columns=4
+)
+def dataparallel(p: devices_dataparallel.DPParams, r: devices_dataparallel.DPResult) -> None:
+    tr = charts_text("dataparallel")
+    k, sizes = len(r.chunk_sizes), ", ".join(map(str, r.chunk_sizes))
+    st.markdown(t("dataparallel.split_line", N=r.batch, G=r.replicas, k=k, sizes=sizes))
+    if k < r.replicas:
+        st.markdown(t("dataparallel.fewer_line", G=r.replicas, k=k))
+    table(devices_charts.dp_replicas_table(r, tr), "dataparallel.replicas_caption")
+    figure(devices_charts.dp_losses_figure(r, tr), "dataparallel.caption_losses", key="dataparallel.losses")
+    table(devices_charts.dp_reductions_table(r, tr), "dataparallel.reductions_caption")
+    line = "dataparallel.even_line" if r.even_split else "dataparallel.uneven_line"
+    st.markdown(t(line, naive=f"{r.mean_of_means:.6g}", full=f"{r.global_mean:.6g}"))
+    figure(devices_charts.dp_weights_figure(r, tr), "dataparallel.caption_weights", key="dataparallel.weights", N=r.batch)
+    if r.grad_diff_naive is not None and r.grad_diff_weighted is not None:
+        figure(devices_charts.dp_grad_figure(r, tr), "dataparallel.caption_grad", key="dataparallel.grad")
+        st.markdown(t("dataparallel.grad_line", weighted=sci(r.grad_diff_weighted), naive=sci(r.grad_diff_naive)))
 
 
-@st.fragment
-def pipeline() -> None:
-    p, r = run_experiment(devices_pipeline.PIPELINE, columns=3)
-    if r is not None:
-        tr = charts_text("pipeline")
-        cols = st.columns(4)
-        cols[0].metric(t("pipeline.chosen_metric", s=r.split_size), f"{r.chosen_total_s * 1e3:.3g} ms")
-        cols[1].metric(t("pipeline.best_metric", s=r.best_split), f"{r.best_total_s * 1e3:.3g} ms")
-        cols[2].metric(t("pipeline.no_pipeline_metric"), f"{r.no_pipeline_s * 1e3:.3g} ms")
-        cols[3].metric(t("pipeline.single_metric"), f"{r.single_device_s * 1e3:.3g} ms")
-        figure(
-            devices_charts.pipeline_figure(r, tr),
-            "pipeline.caption",
-            key="pipeline.curve",
-            device=device_label(r.device),
-            gbps=f"{r.transfer_gbps:g}",
-            width=r.width,
-        )
-        st.markdown(t("pipeline.measured_line", **(devices_charts.measured_values(r) | {"device": device_label(r.device)})))
-        figure(
-            devices_charts.stage_times_figure(r, tr),
-            "pipeline.caption_stages",
-            key="pipeline.stages",
-            device=device_label(r.device),
-        )
-        with st.expander(t("pipeline.table_heading")):
-            table(devices_charts.pipeline_table(r, tr), "pipeline.table_caption")
-    code_panel(devices_pipeline.PIPELINE, p)
-    predict(devices_pipeline.ONE_CHUNK)
+@experiment_block(devices_pipeline.PIPELINE, devices_pipeline.ONE_CHUNK)
+def pipeline(p: devices_pipeline.PipeParams, r: devices_pipeline.PipeResult) -> None:
+    tr, device = charts_text("pipeline"), device_label(r.device)
+    metrics(
+        Metric(t("pipeline.chosen_metric", s=r.split_size), f"{r.chosen_total_s * 1e3:.3g} ms"),
+        Metric(t("pipeline.best_metric", s=r.best_split), f"{r.best_total_s * 1e3:.3g} ms"),
+        Metric(t("pipeline.no_pipeline_metric"), f"{r.no_pipeline_s * 1e3:.3g} ms"),
+        Metric(t("pipeline.single_metric"), f"{r.single_device_s * 1e3:.3g} ms"),
+    )
+    caption = {"device": device, "gbps": f"{r.transfer_gbps:g}", "width": r.width}
+    figure(devices_charts.pipeline_figure(r, tr), "pipeline.caption", key="pipeline.curve", **caption)
+    st.markdown(t("pipeline.measured_line", **(devices_charts.measured_values(r) | {"device": device})))
+    figure(devices_charts.stage_times_figure(r, tr), "pipeline.caption_stages", key="pipeline.stages", device=device)
+    with st.expander(t("pipeline.table_heading")):
+        table(devices_charts.pipeline_table(r, tr), "pipeline.table_caption")
 
 
-@st.fragment
-def checkpoint() -> None:
-    p, r = run_experiment(devices_checkpoint.CHECKPOINT, columns=4)
-    if r is not None:
-        tr = charts_text("checkpoint")
-        st.markdown(t("checkpoint.saved_line", call=r.saved_call, device=r.device, bytes=r.file_bytes))
-        if r.wrap:
-            ids = ", ".join(map(str, r.dp_device_ids)) or "—"
-            st.markdown(t("checkpoint.wrapper_line", ids=ids, matches=yes_no(bool(r.wrapper_matches))))
-        table(devices_charts.ckpt_saved_table(r, tr), "checkpoint.saved_caption")
-        table(devices_charts.ckpt_keys_table(r, tr), "checkpoint.keys_caption")
-        st.markdown(t("checkpoint.report_line", missing=len(r.missing_keys), unexpected=len(r.unexpected_keys)))
-        if r.strict_error:
-            torch_says(r.strict_error)
-        else:
-            st.markdown(t("checkpoint.strict_ok"))
-        if r.all_equal:
-            st.success(t("checkpoint.all_equal"), icon=":material/check_circle:")
-        else:
-            st.warning(t("checkpoint.not_equal", n=r.equal_per_key.count(False), total=len(r.model_keys)))
-        table(devices_charts.ckpt_equal_table(r, tr), "checkpoint.equal_caption")
-    code_panel(devices_checkpoint.CHECKPOINT, p)
-    predict(devices_checkpoint.PLAIN_LOAD)
-    predict(devices_checkpoint.NON_STRICT)
+@experiment_block(devices_checkpoint.CHECKPOINT, devices_checkpoint.PLAIN_LOAD, devices_checkpoint.NON_STRICT, columns=4)
+def checkpoint(p: devices_checkpoint.CkptParams, r: devices_checkpoint.CkptResult) -> None:
+    tr = charts_text("checkpoint")
+    st.markdown(t("checkpoint.saved_line", call=r.saved_call, device=r.device, bytes=r.file_bytes))
+    if r.wrap:
+        ids = ", ".join(map(str, r.dp_device_ids)) or "—"
+        st.markdown(t("checkpoint.wrapper_line", ids=ids, matches=yes_no(bool(r.wrapper_matches))))
+    table(devices_charts.ckpt_saved_table(r, tr), "checkpoint.saved_caption")
+    table(devices_charts.ckpt_keys_table(r, tr), "checkpoint.keys_caption")
+    st.markdown(t("checkpoint.report_line", missing=len(r.missing_keys), unexpected=len(r.unexpected_keys)))
+    if r.strict_error:
+        torch_says(r.strict_error)
+    else:
+        st.markdown(t("checkpoint.strict_ok"))
+    if r.all_equal:
+        st.success(t("checkpoint.all_equal"), icon=":material/check_circle:")
+    else:
+        st.warning(t("checkpoint.not_equal", n=r.equal_per_key.count(False), total=len(r.model_keys)))
+    table(devices_charts.ckpt_equal_table(r, tr), "checkpoint.equal_caption")
 
 
 lesson_page(
