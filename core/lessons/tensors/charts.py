@@ -202,11 +202,13 @@ def facts_table(facts: Sequence[TensorFacts], tr: Text, changed: Callable[[Tenso
     return pd.DataFrame(rows)
 
 
+@same_inputs  # the same list for the same result, so that grids_figure finds its figure again
 def shape_grids(r: ShapeResult) -> list[Grid]:
     """Return x and each output as grids."""
     return tensor_grids([r.input, *r.outputs], lambda f: None)
 
 
+@same_inputs  # the same list for the same result, so that grids_figure finds its figure again
 def layout_grids(r: LayoutResult) -> list[Grid]:
     """Return every tensor after the edit as a grid, the elements the edit changed in orange."""
     return tensor_grids(r.after, lambda f: r.changed(f.name), CHANGED)
@@ -288,6 +290,7 @@ def broadcast_grids(r: BroadcastResult, shape_a: tuple[int, ...], shape_b: tuple
     return [Grid(f"a {shape_a}", r.a), Grid(f"b {shape_b}", r.b), Grid(f"a + b {r.result_shape}", r.total)]
 
 
+@same_inputs  # the same list for the same result, so that grids_figure finds its figure again
 def index_grids(r: IndexResult, tr: Text) -> list[Grid]:
     """Return the grids of an indexing experiment: x with read cells, the index or mask, the output."""
     grids = [Grid("x", r.x, r.picked)]
