@@ -77,9 +77,9 @@ def retain(p: autograd_retain.RetainParams, r: autograd_retain.RetainResult) -> 
         cols[1].metric(t("retain.second"), f"x.grad = {r.x_grad_second:g}, w.grad = {r.w_grad_second:g}")
 
 
-@experiment_block(autograd_detach.DETACH, autograd_detach.WHICH_RAISES, autograd_detach.POW_DETACH, columns=4)
+@experiment_block(autograd_detach.DETACH, autograd_detach.WHICH_RAISES, autograd_detach.EXP_DETACH, columns=4)
 def detach(p: autograd_detach.DetachParams, r: autograd_detach.DetachResult) -> None:
-    """.data and detach() side by side for sigmoid, pow or sin, what the op saved, torch's error, and two questions."""
+    """.data and detach() side by side for sigmoid, pow, sin or exp, what the op saved, torch's error, and two questions."""
     st.markdown(t("detach.saved_line", op=autograd_detach.OP_CODE[r.op], saved=", ".join(r.saved) or "—"))
     caption = "detach.caption" if r.op == "sigmoid" else f"detach.caption_{r.op}"
     table(autograd_charts.detach_table(r, charts_text("detach")), caption)

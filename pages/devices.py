@@ -45,7 +45,7 @@ def moves() -> None:
         gpu_note(r.gpu_only)
         table(devices_charts.moves_table(r, charts_text("moves")), "moves.table_caption")
     code_panel(devices_moves.MOVES, p)
-    predict(devices_moves.NO_CHANGE)
+    predict(devices_moves.WRITE_AFTER_TO)
 
 
 @st.fragment

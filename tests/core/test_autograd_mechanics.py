@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -194,6 +195,29 @@ def test_sin_saves_its_input_so_zeroing_its_output_is_harmless_both_ways(p: Deta
         np.testing.assert_array_equal(way.out_after, np.zeros(p.n))
     assert result.data.out_version_after == 0 and result.detach.out_version_after == 1
     assert result.torch_error is None
+
+
+EXP_CASES = [DetachParams(op="exp"), DetachParams(op="exp", way="detach", values="linspace", n=8)]
+
+
+@pytest.mark.parametrize("p", EXP_CASES, ids=query_id)
+def test_exp_saves_its_output_so_data_is_silently_wrong_and_detach_raises(p: DetachParams) -> None:
+    result = run(autograd_detach.run, p)
+    a = result.a.astype(np.float64)
+    np.testing.assert_allclose(result.out, np.exp(a), rtol=1e-6)
+    # The true gradient by autograd on an untouched float64 graph: d/da sum(exp(a)) = exp(a).
+    leaf = torch.from_numpy(a).requires_grad_()
+    leaf.exp().sum().backward()
+    assert leaf.grad is not None
+    np.testing.assert_allclose(result.true_grad, leaf.grad.numpy(), rtol=1e-12)
+    assert result.saved == ("result = out",)  # exp(a) is out itself: exp keeps its output, as sigmoid does
+    # .data: grad_out * saved out = 1 * 0 everywhere, silently; detach(): the shared version counter moved.
+    assert result.data.torch_error is None and result.data.grad is not None
+    np.testing.assert_array_equal(result.data.grad, np.zeros(p.n))
+    assert result.detach.grad is None
+    assert result.detach.torch_error is not None and "inplace" in result.detach.torch_error
+    assert result.data.out_version_after == 0 and result.detach.out_version_after == 1
+    assert result.torch_error == result.chosen(p.way).torch_error
 
 
 def test_saved_for_backward_names_what_grad_fn_keeps() -> None:
@@ -451,11 +475,20 @@ def test_three_calls_prediction_is_six() -> None:
     assert prediction.answer(run(autograd_accumulate.run, prediction.params)) == "6"
 
 
-def test_pow_prediction_is_the_right_gradient() -> None:
-    prediction = autograd_detach.POW_DETACH
-    assert prediction.params.op == "pow" and prediction.params.way == "detach"
-    assert prediction.answer(run(autograd_detach.run, prediction.params)) == "right"
+def test_detach_prediction_asks_about_exp_which_the_page_does_not_show_by_default() -> None:
+    # exp saves its output, as the default sigmoid does, so detach() raises; the prose's a ** 2 saves its input and does not.
+    prediction = autograd_detach.EXP_DETACH
+    assert prediction.params.op == "exp" != DetachParams().op and prediction.params.way == "detach"
+    assert prediction.name == "detach_exp"
+    assert prediction.answer(run(autograd_detach.run, prediction.params)) == "error"
+    assert prediction.answer(run(autograd_detach.run, DetachParams(op="pow", way="detach"))) == "right"
     assert set(prediction.options) == {"error", "right", "wrong"}
+
+
+def test_detach_outcome_would_say_wrong_for_a_gradient_that_is_not_the_true_one() -> None:
+    r = run(autograd_detach.run, DetachParams(op="exp", way="detach"))
+    silently_wrong = dataclasses.replace(r, detach=r.data)  # .data's all-zero gradient, no error
+    assert autograd_detach.detach_outcome(silently_wrong) == "wrong"
 
 
 def test_which_raises_prediction_asks_about_sin_which_the_page_does_not_show_by_default() -> None:

@@ -39,9 +39,23 @@ def test_the_mismatch_error_names_both_devices_and_the_fix_runs() -> None:
     assert r.gpu_only == ("module_cuda",) and r.module_cuda_same is None
 
 
-def test_the_prediction_asks_the_case_the_default_table_does_not_show() -> None:
-    assert MovesParams().dtype != moves.NO_CHANGE.params.dtype == "float32"
-    assert moves.NO_CHANGE.answer(execute(moves.run_moves, moves.NO_CHANGE.params, device=CPU)) == "same_tensor"
+def test_writing_into_the_result_of_to_changes_t_only_when_to_returned_t() -> None:
+    for dtype in moves.DTYPES:
+        r = execute(moves.run_moves, MovesParams(dtype=dtype), device=CPU)
+        # The same writes, done here: t changes exactly when .to had nothing to convert.
+        t = torch.randn(3)
+        before = t.clone()
+        t.to(moves.TORCH_DTYPES[dtype]).add_(1)
+        assert r.t_written is (not torch.equal(t, before)) is (dtype == "float32") is r.tensor_same
+
+
+def test_the_prediction_asks_what_follows_from_the_rule_at_a_dtype_the_page_does_not_show_by_default() -> None:
+    prediction = moves.WRITE_AFTER_TO
+    assert MovesParams().dtype != prediction.params.dtype == "float32"  # the question says "t is a float32 tensor"
+    assert prediction.name == "write_after_to_float32"
+    assert prediction.answer(execute(moves.run_moves, prediction.params, device=CPU)) == "t_changes"
+    assert prediction.answer(execute(moves.run_moves, MovesParams(), device=CPU)) == "t_unchanged"  # the default table
+    assert set(prediction.options) == {"t_changes", "t_unchanged"}
 
 
 @pytest.mark.parametrize(

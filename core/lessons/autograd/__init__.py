@@ -10,7 +10,7 @@ from typing import Any
 from core.experiment import Experiment, Prediction
 from core.lessons.autograd.accumulate import ACCUMULATE, THREE_CALLS
 from core.lessons.autograd.custom import CUSTOM
-from core.lessons.autograd.detach import DETACH, POW_DETACH, WHICH_RAISES
+from core.lessons.autograd.detach import DETACH, EXP_DETACH, WHICH_RAISES
 from core.lessons.autograd.graph import GRAPH, W_GRAD
 from core.lessons.autograd.higher import HIGHER
 from core.lessons.autograd.hooks import HOOKS
@@ -30,4 +30,4 @@ EXPERIMENTS: tuple[Experiment[Any, Any], ...] = (
     CUSTOM,
     GRAD_PITFALL,
 )
-PREDICTIONS: tuple[Prediction[Any, Any], ...] = (W_GRAD, THREE_CALLS, WHICH_RAISES, POW_DETACH, ONE_ELEMENT)
+PREDICTIONS: tuple[Prediction[Any, Any], ...] = (W_GRAD, THREE_CALLS, WHICH_RAISES, EXP_DETACH, ONE_ELEMENT)

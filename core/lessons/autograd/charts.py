@@ -99,7 +99,7 @@ def accumulate_figure(r: AccumulateResult, tr: Text) -> go.Figure:
 
 
 # The heading of the true-gradient column, per op (charts strings of "detach").
-TRUE_GRAD_LABEL = {"sigmoid": "true_grad", "pow": "true_grad_pow", "sin": "true_grad_sin"}
+TRUE_GRAD_LABEL = {"sigmoid": "true_grad", "pow": "true_grad_pow", "sin": "true_grad_sin", "exp": "true_grad_exp"}
 
 
 def detach_table(r: DetachResult, tr: Text) -> pd.DataFrame:

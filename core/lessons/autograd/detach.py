@@ -6,8 +6,9 @@ refuses, with an error that is part of the lesson (`torch_error`).
 
 The seeds' `out = a ** 2` is the other case: pow saves its input a, not its output, so zeroing the
 output (through either way) changes nothing backward needs: no error, and the gradient 2a is right.
-`out = a.sin()` is the case the page does not show by default, for the student to predict: its
+Two cases the page does not show by default are for the student to predict. `out = a.sin()`: its
 derivative cos(a) cannot be recovered from sin(a) (the sign is lost), so sin must save its input, as pow does.
+`out = a.exp()`: its derivative is exp(a), out itself, so exp saves its output, as sigmoid does.
 What each op saved is read from its grad_fn (`_saved_*`), not written here.
 """
 
@@ -24,8 +25,9 @@ from core.lessons.autograd.common import backward
 from core.params import Params, bounds, choices
 
 DETACH_WAYS = ("data", "detach")
-DETACH_OPS = ("sigmoid", "pow", "sin")  # saves its output / its input (the seeds' y = x ** 2) / its input
-OP_CODE = {"sigmoid": "a.sigmoid()", "pow": "a ** 2", "sin": "a.sin()"}
+# saves its output / its input (the seeds' y = x ** 2) / its input / its output
+DETACH_OPS = ("sigmoid", "pow", "sin", "exp")
+OP_CODE = {"sigmoid": "a.sigmoid()", "pow": "a ** 2", "sin": "a.sin()", "exp": "a.exp()"}
 DETACH_VALUES = ("arange", "linspace")  # 1, 2, ..., n as in the seeds, or n points in [-2, 2]
 VALUES_CODE = {"arange": "torch.arange(1, {n} + 1, dtype=torch.float32)", "linspace": "torch.linspace(-2, 2, {n})"}
 OPS_PER_VALUE = 30  # element operations per value of a: two ways' forward and backward, and the true gradient
@@ -64,7 +66,7 @@ class DetachResult:
 
     a: np.ndarray
     out: np.ndarray  # op(a) before anything was zeroed
-    true_grad: np.ndarray  # sigmoid(a) * (1 - sigmoid(a)), 2a or cos(a), computed without autograd
+    true_grad: np.ndarray  # sigmoid(a) * (1 - sigmoid(a)), 2a, cos(a) or exp(a), computed without autograd
     data: DetachWay
     detach: DetachWay
     torch_error: str | None  # the chosen way's error (None for .data: it is silently wrong)
@@ -84,9 +86,11 @@ def _inputs(p: DetachParams, device: torch.device) -> torch.Tensor:
 
 
 def _apply(op: str, a: torch.Tensor) -> torch.Tensor:
-    """Return a.sigmoid() (backward reuses the output: out * (1 - out)), a ** 2 (reuses a: 2a) or a.sin() (reuses a: cos a)."""
+    """Return op(a); backward reuses the output of sigmoid (out * (1 - out)) and exp (out), the input of pow and sin."""
     if op == "sigmoid":
         return a.sigmoid()
+    if op == "exp":
+        return a.exp()
     return a.sin() if op == "sin" else a**2
 
 
@@ -95,6 +99,8 @@ def true_gradient(op: str, a: np.ndarray) -> np.ndarray:
     if op == "sigmoid":
         sig = 1 / (1 + np.exp(-a))
         return np.asarray(sig * (1 - sig))
+    if op == "exp":
+        return np.asarray(np.exp(a))
     return np.cos(a) if op == "sin" else 2 * a
 
 
@@ -130,7 +136,7 @@ def _try_way(way: str, values: torch.Tensor, op: str = "sigmoid") -> DetachWay:
 
 
 def run(p: DetachParams, ctx: RunContext) -> DetachResult:
-    """Return both ways side by side: for sigmoid .data silently wrong and detach raising; for pow and sin both right."""
+    """Return both ways side by side: for sigmoid and exp .data silently wrong and detach raising; pow and sin both right."""
     a = _inputs(p, ctx.device)
     true_grad = true_gradient(p.op, to_numpy(a, float64=True))
     data, detach = _try_way("data", a, p.op), _try_way("detach", a, p.op)
@@ -175,6 +181,7 @@ DETACH = Experiment(
         DetachParams(way="detach", values="linspace", n=8),
         DetachParams(op="pow", way="detach", n=4),
         DetachParams(op="sin", values="linspace", n=5),
+        DetachParams(op="exp", way="detach", values="linspace", n=6),
     ),
 )
 
@@ -198,21 +205,23 @@ WHICH_RAISES = Prediction(
 )
 
 
-def _pow_outcome(r: DetachResult) -> str:
-    """Return what backward gives after out.detach().zero_() on out = a ** 2: "error", "right" or "wrong"."""
+def detach_outcome(r: DetachResult) -> str:
+    """Return what backward gives after out.detach().zero_(): "error", "right" (the true gradient) or "wrong"."""
     way = r.detach
     if way.torch_error is not None or way.grad is None:
         return "error"
     return "right" if np.allclose(way.grad, r.true_grad) else "wrong"
 
 
-# The seeds' y = x ** 2: pow saved a, not out, so zeroing out through detach() is harmless.
-POW_DETACH = Prediction(
-    "detach_pow",
+# The page shows sigmoid by default, and the prose works through sigmoid (an error) and the seeds' a ** 2 (the right
+# gradient, stated there). The question asks about exp, which the page does not show by default: its derivative
+# exp(a) is its own output, so, like sigmoid, it saves out, and zeroing out through detach() makes backward refuse.
+EXP_DETACH = Prediction(
+    "detach_exp",
     DETACH,
-    DetachParams(op="pow", way="detach"),
+    DetachParams(op="exp", way="detach"),
     options=("error", "right", "wrong"),
-    answer=_pow_outcome,
-    question="detach.predict_pow_q",
-    why="detach.predict_pow_why",
+    answer=detach_outcome,
+    question="detach.predict_exp_q",
+    why="detach.predict_exp_why",
 )

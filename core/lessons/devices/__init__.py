@@ -22,7 +22,7 @@ from core.experiment import Experiment, Prediction
 from core.lessons.devices.checkpoint import CHECKPOINT, NON_STRICT, PLAIN_LOAD
 from core.lessons.devices.dataparallel import DATAPARALLEL, GPUS_USED, MEAN_OF_MEANS
 from core.lessons.devices.facts import FACTS, TO_CPU_TIME
-from core.lessons.devices.moves import MOVES, NO_CHANGE
+from core.lessons.devices.moves import MOVES, WRITE_AFTER_TO
 from core.lessons.devices.pipeline import ONE_CHUNK, PIPELINE
 from core.lessons.devices.visible import VISIBLE_DEVICES
 
@@ -30,7 +30,7 @@ TABS = ("facts", "dataparallel", "pipeline", "checkpoint", "pitfalls")
 EXPERIMENTS: tuple[Experiment[Any, Any], ...] = (FACTS, MOVES, VISIBLE_DEVICES, DATAPARALLEL, PIPELINE, CHECKPOINT)
 PREDICTIONS: tuple[Prediction[Any, Any], ...] = (
     TO_CPU_TIME,
-    NO_CHANGE,
+    WRITE_AFTER_TO,
     GPUS_USED,
     MEAN_OF_MEANS,
     ONE_CHUNK,

@@ -408,6 +408,7 @@ def moves_table(r: MovesResult, tr: Text) -> pd.DataFrame:
         ("m.cpu()", r.module_cpu_same, ""),
         (f"t.to(torch.{d})", r.tensor_same, f"t.dtype: {r.tensor_dtype}; {tr('result')}: {r.new_dtype}"),
         (f"t.to(torch.{d}, copy=True)", r.tensor_copy_same, ""),
+        (f"u = t.to(torch.{d}); u.add_(1)", r.tensor_same, tr("t_changed" if r.t_written else "t_same")),
         ("t.cpu()", r.tensor_cpu_same, ""),
     ]
     if r.module_cuda_same is not None:

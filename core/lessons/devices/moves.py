@@ -5,6 +5,8 @@
   and leave the original as it was, unless nothing changes, when they return the tensor itself. Checked
   live with `is`, with a dtype change where there is no GPU. Also the error a model and an input on two
   devices give (on a CPU-only server the meta device stands in for the GPU: the same kind of check fails).
+- What that means for writing: `u = t.to(dtype); u.add_(1)` leaves t alone when u is a new tensor, and
+  changes t when nothing needed converting (u is t). Measured by comparing t with a clone taken before.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class MovesResult:
     tensor_dtype: str  # t.dtype after: unchanged
     new_dtype: str  # t.to(dtype).dtype
     tensor_copy_same: bool  # t.to(dtype, copy=True) is t: never
+    t_written: bool  # u = t.to(dtype); u.add_(1) changed t (only when u is t)
     tensor_cpu_same: bool  # t.cpu() is t on a CPU tensor
     # CUDA only (None on the CPU):
     module_cuda_same: bool | None  # m.cuda() is m
@@ -93,6 +96,9 @@ def run_moves(p: MovesParams, ctx: RunContext) -> MovesResult:
     moved = t.to(dtype)
     tensor_same, new_dtype = moved is t, str(moved.dtype).removeprefix("torch.")
     copy_same = t.to(dtype, copy=True) is t
+    before, u = t.clone(), t.to(dtype)
+    u.add_(1)
+    t_written = not torch.equal(t, before)
     cuda_parts: dict[str, Any] = dict.fromkeys(
         ("module_cuda_same", "weight_device", "tensor_cuda_same", "tensor_device", "cuda_tensor_cuda_same")
     )
@@ -115,6 +121,7 @@ def run_moves(p: MovesParams, ctx: RunContext) -> MovesResult:
         tensor_dtype=str(t.dtype).removeprefix("torch."),
         new_dtype=new_dtype,
         tensor_copy_same=copy_same,
+        t_written=t_written,
         tensor_cpu_same=t.cpu() is t,
         **cuda_parts,
         mismatch_devices=devices,
@@ -138,6 +145,7 @@ def moves_shown(r: MovesResult) -> Sequence[float | str]:
         f"m.cpu() is m: {r.module_cpu_same}",
         f"t.to(torch.{r.dtype}) is t: {r.tensor_same}, t.dtype: {r.tensor_dtype}, new dtype: {r.new_dtype}",
         f"t.to(torch.{r.dtype}, copy=True) is t: {r.tensor_copy_same}",
+        f"u = t.to(torch.{r.dtype}); u.add_(1) changed t: {r.t_written}",
         f"t.cpu() is t: {r.tensor_cpu_same}",
     ]
     if r.module_cuda_same is not None:
@@ -156,13 +164,22 @@ MOVES = Experiment(
     shown=moves_shown,
     examples=(MovesParams(dtype="float32"), MovesParams(dtype="bfloat16")),
 )
-# t is a float32 tensor: is t.to(torch.float32) the very same object? The page shows float64 by default.
-NO_CHANGE = Prediction(
-    "no_change",
+
+
+def write_answer(r: MovesResult) -> str:
+    """Return "t_changes" when writing into u = t.to(dtype) changed t, else "t_unchanged"."""
+    return "t_changes" if r.t_written else "t_unchanged"
+
+
+# The page shows float64 by default, and its prose and table state the rule (a tensor's .to returns the tensor itself
+# when nothing would change; t.cpu() is t). The question asks what follows from the rule, at float32: t.to(torch.float32)
+# is t, so writing into the result writes into t, where at the default float64 the table shows t unchanged.
+WRITE_AFTER_TO = Prediction(
+    "write_after_to_float32",
     MOVES,
     MovesParams(dtype="float32"),
-    options=("same_tensor", "new_copy"),
-    answer=lambda r: "same_tensor" if r.tensor_same else "new_copy",
+    options=("t_changes", "t_unchanged"),
+    answer=write_answer,
     question="moves.predict_q",
     why="moves.predict_why",
 )
