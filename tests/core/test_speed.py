@@ -658,6 +658,34 @@ def test_doubling_answers_the_nearest_ratio_and_theory_says_eight() -> None:
     assert scaling.doubling_answer([fake_point(256, 1e-3), fake_point(512, 2.1e-3)]) == "2"
 
 
+def test_doubling_reads_the_fastest_blocks_so_a_busy_machine_does_not_change_the_answer() -> None:
+    """Medians 1 ms and 4 ms (the small size's blocks slowed by other work), fastest blocks 0.5 ms and 4 ms: 8."""
+    parts = [
+        scaling.scaling_result(
+            scaling.Measured(
+                "matmul",
+                "float32",
+                np.array([n], dtype=np.int64),
+                "cpu",
+                np.array([median]),
+                np.zeros(1),
+                None,
+                None,
+                None,
+                False,
+                1,
+                np.array([best]),
+            )
+        )
+        for n, median, best in ((256, 1e-3, 0.5e-3), (512, 4e-3, 4e-3))
+    ]
+    assert scaling.doubling_answer(parts) == "8"
+    merged = scaling.merge_scaling(parts)
+    assert merged.cpu_best is not None and merged.cpu_best.tolist() == [0.5e-3, 4e-3]
+    r = run(scaling.SCALING, scaling.ScalingParams(sizes=(64,), min_run_time=0.01))
+    assert r.cpu_best is not None and 0 < r.cpu_best[0] <= r.cpu_seconds[0]
+
+
 def test_the_checkpoint_prediction_asks_about_a_depth_the_page_does_not_show_by_default() -> None:
     p = footprint.CHECKPOINT_KEPT.params
     assert (p.depth, p.segment_values()) == (16, (4,)) and p.depth != footprint.FootprintParams().depth
