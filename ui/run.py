@@ -88,7 +88,6 @@ def _start_job(
     def work(job: Job[tuple[R, bool]]) -> tuple[R, bool]:
         if after is not None:
             after.wait(runner.CONFIG.run_seconds)
-        partial: list[R] = []
         computed = False
 
         def compute() -> R:
@@ -104,14 +103,13 @@ def _start_job(
                 stop=job.stop,
             )
             if job.stopped:
-                partial.append(result)
                 raise Stopped(result)  # leaves the cache without it
             return result
 
         try:
             result = runner.RESULTS.get_or_run(key, compute)
-        except Stopped:
-            return partial[0], False
+        except Stopped as stopped:
+            return stopped.result, False
         runner.COUNTERS.count_cache(hit=not computed)
         return result, True
 
