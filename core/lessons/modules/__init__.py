@@ -4,7 +4,7 @@
 2. tree    - the module tree drawn; modules()/children()/named_*()/apply() visiting order; Sequential 3 ways.
 3. lenet   - LeNet with sliders: the shape after every layer, parameters per layer, fc1's real error.
 4. hooks   - forward-pre, forward and full-backward hooks on a live step; one layer's removed by handle.
-5. modes   - train() vs eval(): Dropout's mask and scale, BatchNorm's running statistics, the summary pass.
+5. modes   - module.train() vs module.eval(): Dropout's mask and scale, BatchNorm's running statistics, the summary pass.
 6. state   - state_dict round trip, strict=True/False into a changed net, weights_only, the module. prefix.
 7. custom  - nn.Module vs F.*, CenteredLayer, MyLinear right and with .data, the notes' two AttributeErrors.
 

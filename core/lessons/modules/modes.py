@@ -1,4 +1,4 @@
-"""train() vs eval(): what Dropout and BatchNorm do in each mode, and the "summary" pass that moves running_mean.
+"""module.train() vs module.eval(): what Dropout and BatchNorm do in each mode, and the "summary" pass that moves running_mean.
 
 Dropout: a train-mode pass zeroes a fraction p of the values and scales the rest by 1/(1-p); eval is
 the identity. BatchNorm1d: train mode normalizes with the batch's own statistics and moves
@@ -54,7 +54,7 @@ class ModesResult:
     zeroed_fraction: float  # of the train-mode output
     kept_scale: float  # the value a kept 1.0 becomes: 1/(1-p)
     train_mean: float  # mean of the train-mode output of a vector of ones (≈ 1: the expectation is kept)
-    eval_max_change: float  # max |nn.Dropout in eval(X) - X|: 0, the identity
+    eval_max_change: float  # max |dropout(X) - X| with the module in eval mode: 0, the identity
     real_dropout_ok: bool  # every output of a real nn.Dropout in train mode is 0 or x/(1-p)
     strip_train: np.ndarray  # the first SHOWN_VALUES outputs, train and eval
     strip_eval: np.ndarray
