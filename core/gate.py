@@ -12,6 +12,12 @@ cannot starve a bystander: exclusive runs go one at a time in arrival order; a s
 an exclusive run that arrived before it, but once an exclusive run ends, every shared run that was
 already waiting goes before the next exclusive one. A shared run therefore waits behind at most one
 exclusive run, and one owner (a student's session) may have at most one exclusive run queued.
+
+Shared runs go in the order of their due time, arrival plus the run's estimated seconds (earliest
+due first): a short run is not stuck behind a long one that arrived just before it, and a long run
+is overtaken only by runs that arrive before its own estimated length has passed, so none starves.
+(Under a class's load, first come, first served put every quick change behind the few 10-second
+runs that random slider jumps start: changes to cheap experiments waited a median 20 s.)
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ STALE_CHECK_SECONDS = 0.5  # how often a waiting process looks for tickets whose
 # process wakes its waiters at once, so the long interval only delays hand-overs between processes.
 # (Polling every 25 ms, 50 waiting students queued on the folder's mutex: half the samples of a profile.)
 POLL_SECONDS = (0.005, 0.1)
+MAX_ESTIMATE_SECONDS = 3600.0  # a run's estimate never puts it further back than this
 
 
 class OwnerBusy(Exception):
@@ -47,6 +54,7 @@ class Ticket:
     """One run's place at the gate, parsed from its file name."""
 
     arrival: int  # time.monotonic_ns() when it asked (one clock for every process of the host)
+    due: int  # arrival plus the run's estimated length, ns: shared runs are admitted in this order
     kind: str  # SHARED | EXCLUSIVE
     state: str  # WAITING | RUNNING
     owner: str  # hash of the owner's id, "-" for none
@@ -55,17 +63,22 @@ class Ticket:
     @property
     def name(self) -> str:
         """Return the ticket's file name."""
-        return f"{self.arrival:020d}.{self.kind}.{self.state}.{self.owner}.{self.token}"
+        return f"{self.arrival:020d}.{self.due:020d}.{self.kind}.{self.state}.{self.owner}.{self.token}"
 
     @classmethod
     def parse(cls, name: str) -> Ticket | None:
         """Return the ticket a file name describes, or None for any other file."""
         parts = name.split(".")
-        if len(parts) != 5 or not parts[0].isdigit() or parts[1] not in (SHARED, EXCLUSIVE):
+        if len(parts) != 6 or not (parts[0].isdigit() and parts[1].isdigit()) or parts[2] not in (SHARED, EXCLUSIVE):
             return None
-        if parts[2] not in (WAITING, RUNNING):
+        if parts[3] not in (WAITING, RUNNING):
             return None
-        return cls(int(parts[0]), parts[1], parts[2], parts[3], parts[4])
+        return cls(int(parts[0]), int(parts[1]), parts[2], parts[3], parts[4], parts[5])
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Return the key shared runs are admitted by: earliest due first, then earliest arrival."""
+        return self.due, self.arrival
 
 
 @dataclass(frozen=True)
@@ -85,7 +98,7 @@ class Snapshot:
             first = next(t for t in waiting if t.kind == EXCLUSIVE)
             bar = max(me.arrival, self.last_exclusive_end)
             return not running and first == me and not any(t.kind == SHARED and t.arrival < bar for t in waiting)
-        eligible = [t for t in waiting if t.kind == SHARED and not self._held_back(t, waiting)]
+        eligible = sorted((t for t in waiting if t.kind == SHARED and not self._held_back(t, waiting)), key=lambda t: t.order)
         return me in eligible and eligible.index(me) < slots - len(running)
 
     def _held_back(self, shared: Ticket, waiting: list[Ticket]) -> bool:
@@ -95,8 +108,8 @@ class Snapshot:
         return any(t.kind == EXCLUSIVE and t.arrival < shared.arrival for t in waiting)
 
     def position(self, me: Ticket) -> int:
-        """Return the 1-based place of `me` among the waiting tickets, in arrival order."""
-        return 1 + sum(1 for t in self.tickets if t.state == WAITING and t.arrival < me.arrival)
+        """Return the 1-based place of `me` among the waiting tickets: how many go before it (by due time), plus one."""
+        return 1 + sum(1 for t in self.tickets if t.state == WAITING and t.order < me.order)
 
 
 class DeviceGate:
@@ -118,15 +131,21 @@ class DeviceGate:
 
     @contextmanager
     def hold(
-        self, exclusive: bool = False, on_wait: Callable[[int], None] | None = None, owner: str | None = None
+        self,
+        exclusive: bool = False,
+        on_wait: Callable[[int], None] | None = None,
+        owner: str | None = None,
+        seconds: float = 0.0,
     ) -> Iterator[None]:
         """Hold a place on the device for the duration of the with-block.
 
-        `on_wait(position)` hears each new place in the queue while the run waits; it may raise (a
-        page that is rerun stops waiting), and the ticket is then withdrawn. Raises OwnerBusy when
-        `owner` asks for a second exclusive run while one of theirs is queued or running.
+        `seconds` is the run's estimated length: a shared run is admitted by arrival plus it. An
+        exclusive run's is ignored (exclusive runs go in arrival order). `on_wait(position)` hears
+        each new place in the queue while the run waits; it may raise (a page that is rerun stops
+        waiting), and the ticket is then withdrawn. Raises OwnerBusy when `owner` asks for a second
+        exclusive run while one of theirs is queued or running.
         """
-        ticket, fd = self._enter(EXCLUSIVE if exclusive else SHARED, owner)
+        ticket, fd = self._enter(EXCLUSIVE if exclusive else SHARED, owner, 0.0 if exclusive else seconds)
         try:
             self._wait_turn(ticket, on_wait)
             ticket = self._rename(ticket, RUNNING)
@@ -141,7 +160,7 @@ class DeviceGate:
 
     # -- tickets ---------------------------------------------------------------------------------
 
-    def _enter(self, kind: str, owner: str | None) -> tuple[Ticket, int]:
+    def _enter(self, kind: str, owner: str | None, seconds: float) -> tuple[Ticket, int]:
         owner_hash = hashlib.sha256(owner.encode()).hexdigest()[:16] if owner else "-"
         with self._locked():
             self._drop_stale()
@@ -149,7 +168,9 @@ class DeviceGate:
                 tickets = self._read().tickets
                 if any(t.kind == EXCLUSIVE and t.owner == owner_hash for t in tickets):
                     raise OwnerBusy(owner)
-            ticket = Ticket(time.monotonic_ns(), kind, WAITING, owner_hash, uuid.uuid4().hex)
+            arrival = time.monotonic_ns()
+            due = arrival + int(min(max(seconds, 0.0), MAX_ESTIMATE_SECONDS) * 1e9)
+            ticket = Ticket(arrival, due, kind, WAITING, owner_hash, uuid.uuid4().hex)
             fd = os.open(self.folder / ticket.name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._mine.add(ticket.token)
@@ -172,7 +193,7 @@ class DeviceGate:
             pause = min(2 * pause, POLL_SECONDS[1])
 
     def _rename(self, ticket: Ticket, state: str) -> Ticket:
-        renamed = Ticket(ticket.arrival, ticket.kind, state, ticket.owner, ticket.token)
+        renamed = Ticket(ticket.arrival, ticket.due, ticket.kind, state, ticket.owner, ticket.token)
         with self._locked():
             os.rename(self.folder / ticket.name, self.folder / renamed.name)
         return renamed

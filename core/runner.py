@@ -54,6 +54,10 @@ def _default_slots(device: torch.device) -> int:
     return max(1, available_cpus() // CONFIG.threads)
 
 
+# About what 10**9 units of Params.estimate_work take on one core (bench/work.py measures 0.05-0.4 s
+# across experiments): the device gate admits shared runs by arrival plus this estimate.
+SECONDS_PER_GWORK = 0.1
+
 DEVICE = CONFIG.pick_device()
 GATE = DeviceGate(_default_slots(DEVICE), Path(CONFIG.lock_dir or default_folder()) / DEVICE.type)
 RESULTS = ResultCache(CONFIG.cache_mb * 2**20)
@@ -214,7 +218,7 @@ def execute(
             on_wait(position)
 
     try:
-        with gate.hold(exclusive=exclusive, on_wait=waiting, owner=owner):
+        with gate.hold(exclusive=exclusive, on_wait=waiting, owner=owner, seconds=work * SECONDS_PER_GWORK):
             COUNTERS.wait_ended(wait_id)
             COUNTERS.count_run()
             generator = torch.Generator(device=device).manual_seed(seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.gate import DeviceGate, OwnerBusy
+from core.gate import EXCLUSIVE, RUNNING, SHARED, WAITING, DeviceGate, OwnerBusy, Snapshot, Ticket
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -115,6 +115,57 @@ def test_a_bystander_waits_for_at_most_one_exclusive_run_while_three_students_lo
     for h in hogs:
         h.join(10)
     assert {"hog0", "hog1", "hog2"} <= set(started)  # and the hogs were not starved either
+
+
+def test_a_short_run_is_not_stuck_behind_a_long_one_that_arrived_first(tmp_path: Path) -> None:
+    gate = DeviceGate(slots=1, folder=tmp_path)
+    order: list[str] = []
+    release, entered = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with gate.hold():
+            entered.set()
+            release.wait(10)
+
+    def run(name: str, seconds: float) -> None:
+        with gate.hold(seconds=seconds):
+            order.append(name)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    entered.wait(10)
+    long = threading.Thread(target=run, args=("long", 30.0))
+    long.start()
+    wait_until(lambda: gate.waiting() == 1)
+    short = threading.Thread(target=run, args=("short", 0.05))
+    short.start()
+    wait_until(lambda: gate.waiting() == 2)
+    release.set()
+    for t in (first, long, short):
+        t.join(10)
+    assert order == ["short", "long"]
+
+
+def _ticket(arrival_s: float, seconds: float, kind: str = SHARED, state: str = WAITING) -> Ticket:
+    """A ticket that arrived at `arrival_s` with an estimate of `seconds` (its token says both, without a dot)."""
+    arrival = int(arrival_s * 1e9)
+    return Ticket(arrival, arrival + int(seconds * 1e9), kind, state, "-", f"t{int(arrival_s * 1000)}x{int(seconds * 1000)}")
+
+
+def test_shared_runs_go_by_due_time_so_a_long_run_is_overtaken_only_until_its_estimate_has_passed() -> None:
+    long = _ticket(0.0, 5.0)
+    early = _ticket(4.0, 0.1)  # due at 4.1 s, before the long run's 5 s: goes first
+    late = _ticket(6.0, 0.1)  # arrived after the long run was due: waits for it
+    running = _ticket(-1.0, 0.0, state=RUNNING)
+    snapshot = Snapshot((running, long, early, late), 0)
+    assert snapshot.admissible(early, slots=2) and not snapshot.admissible(long, slots=2)
+    assert [snapshot.position(t) for t in (early, long, late)] == [1, 2, 3]
+    without_early = Snapshot((running, long, late), 0)
+    assert without_early.admissible(long, slots=2) and not without_early.admissible(late, slots=2)
+    # Exclusive runs keep arrival order and their phase-fair rule: an estimate changes nothing for them.
+    timing = _ticket(1.0, 0.0, kind=EXCLUSIVE)
+    assert not Snapshot((long, timing), 0).admissible(timing, slots=2)  # the shared run came first
+    assert Ticket.parse(long.name) == long and Ticket.parse("1.s.w.-.x") is None
 
 
 def _hold_in_child(folder: str, exclusive: bool, entered: str, release: str) -> None:
