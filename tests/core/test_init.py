@@ -268,9 +268,10 @@ def test_the_band_holds_every_network_and_its_first_is_the_one_drawn_alone() -> 
 
 def test_one_relu_kaiming_network_at_width_256_can_look_like_decay_the_band_says_otherwise() -> None:
     # Finite width: each network's variance takes a random walk around the kept scale. The first network
-    # of the default page (seed 0) ends 20 layers at about half its starting std, yet the band of five
-    # networks straddles the theory ratio of 1.
+    # of the default page (seed 0) ends 20 layers at about half its starting std, yet the band of the
+    # default three networks straddles the theory ratio of 1.
     r = run_cpu(init_signal.run, SignalParams())
+    assert r.runs[1].act_std_seeds.shape[0] == SignalParams().seeds == 3
     kaiming = r.runs[1]
     assert kaiming.scheme == "kaiming_normal" and kaiming.theory is not None
     assert kaiming.theory.act_std[-1] / kaiming.theory.act_std[0] == pytest.approx(1.0, rel=1e-12)
