@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import torch
 
@@ -25,6 +25,7 @@ from core.config import CONFIG, Config
 from core.experiment import ExperimentError, RunContext, first_line
 from core.gate import DeviceGate, OwnerBusy, default_folder
 from core.params import InvalidParams, Params
+from core.workers import Task, WorkerPool, poolable
 
 __all__ = ["CONFIG", "COUNTERS", "DEVICE", "GATE", "RESULTS", "Config", "Counters", "ExperimentError", "RunContext", "execute"]
 
@@ -221,6 +222,10 @@ def execute(
         with gate.hold(exclusive=exclusive, on_wait=waiting, owner=owner, seconds=work * SECONDS_PER_GWORK):
             COUNTERS.wait_ended(wait_id)
             COUNTERS.count_run()
+            pool = _pool(config, gate)
+            if pool is not None and poolable(run_fn):
+                task = Task(run_fn.__module__, run_fn.__qualname__, params, seed, device.type, max_bytes, config.run_seconds)
+                return cast(R, pool.run(task, on_progress, stop))
             generator = torch.Generator(device=device).manual_seed(seed)
             deadline = time.monotonic() + config.run_seconds
             ctx = RunContext(device, generator, deadline, max_bytes, on_progress, config.run_seconds, stop)
@@ -229,6 +234,22 @@ def execute(
         raise ExperimentError("one_queued") from None
     finally:
         COUNTERS.wait_ended(wait_id)  # a run that gave up waiting (deadline, refusal) stops counting as queued
+
+
+_POOLS: dict[int, WorkerPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(config: Config, gate: DeviceGate) -> WorkerPool | None:
+    """Return the worker processes that compute runs (config.run_processes), or None to run in this thread."""
+    size = gate.slots if config.run_processes < 0 else config.run_processes
+    if size <= 0:
+        return None
+    with _POOLS_LOCK:
+        if size not in _POOLS:
+            _POOLS[size] = WorkerPool(size, config.threads)
+            _POOLS[size].start()
+        return _POOLS[size]
 
 
 def _run_guarded(run_fn: Callable[[P, RunContext], R], params: P, ctx: RunContext) -> R:
@@ -280,3 +301,7 @@ def cpu_model() -> str:
     import platform
 
     return platform.processor() or platform.machine()
+
+
+if CONFIG.run_processes != 0:
+    _pool(CONFIG, GATE)  # the server's workers start with it, in the background

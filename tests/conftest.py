@@ -16,6 +16,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 # its own (tests/core/test_cache.py, and a hog against a real server in tests/load/test_smoke.py).
 os.environ.setdefault("TORCHLAB_RATE", "1000")
 os.environ.setdefault("TORCHLAB_BURST", "100000")
+# Experiments run in the test process itself (the servers tests start inherit this): tests hold its
+# device gate, count its runs and stop its threads. Worker processes are tested on their own
+# (tests/core/test_workers.py) and behind a real server (tests/load/test_smoke.py).
+os.environ.setdefault("TORCHLAB_RUN_PROCESSES", "0")
 # Each test process gets its own device gate: AppTest gives every session the same id, so two test
 # processes sharing the host's gate would refuse each other's exclusive runs as "one queued". The
 # gate across processes is tested on its own folders (tests/core/test_gate.py).

@@ -28,8 +28,11 @@ FAILURES = ("exception", "disconnect", "timeout", "connect_failed", "protocol", 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    """Yield a `streamlit run app.py` on a free loopback port (the project's config); stop it afterwards."""
-    with streamlit_server() as running:
+    """Yield a `streamlit run app.py` on a free loopback port (the project's config); stop it afterwards.
+
+    Its experiments run in worker processes, as a deployed server's do (the other tests run them in-process).
+    """
+    with streamlit_server(env={**os.environ, "TORCHLAB_RUN_PROCESSES": "auto"}) as running:
         yield running
 
 
@@ -46,6 +49,7 @@ def test_students_get_answers_without_errors(server: Server) -> None:
     assert done >= MIN_ACTIONS, f"only {done} reruns and changes completed in {DURATION_S:.0f} s"
     assert latency["change"]["n"] > 0, "no student moved a numeric control (none found in the deltas?)"
     assert report["server"]["series"], "the server's /proc figures were not sampled"
+    assert max(sample["pids"] for sample in report["server"]["series"]) > 1, "no experiment ran in a worker process"
 
 
 def test_cookie_jar_keeps_and_deletes_like_a_browser() -> None:

@@ -1,0 +1,155 @@
+"""Experiment runs in worker processes (core.workers): the same results as in the server process, progress,
+Stop, errors carried back as the page would meet them, and a worker that dies or hangs is replaced.
+
+The run functions below are module-level so that a worker can import them by name, as it imports a lesson's.
+"""
+
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import workers
+from core.config import Config
+from core.gate import DeviceGate
+from core.lessons.init import signal as init_signal
+from core.params import InvalidParams, Params, bounds
+from core.runner import ExperimentError, RunContext, execute
+from core.workers import WorkerPool, poolable
+
+
+@dataclass(frozen=True)
+class Steps(Params):
+    n: int = field(default=5, metadata=bounds(0, 10**6))
+
+
+def counted(p: Steps, ctx: RunContext) -> dict[str, object]:
+    """Report progress per step; stop early when asked; say which process ran."""
+    done = 0
+    for done in range(1, p.n + 1):
+        if ctx.stop_requested():
+            break
+        ctx.check_deadline()
+        ctx.progress(done, p.n)
+        time.sleep(0.01)
+    return {"done": done, "pid": os.getpid(), "draw": torch.randn(3, generator=ctx.generator).tolist()}
+
+
+def refused(p: Steps, ctx: RunContext) -> None:
+    raise ExperimentError("budget", needed_mb=p.n, max_mb=1)
+
+
+def invalid(p: Steps, ctx: RunContext) -> None:
+    raise InvalidParams("n", "too_big", hi=1)
+
+
+def buggy(p: Steps, ctx: RunContext) -> None:
+    raise KeyError("a bug")
+
+
+def dies(p: Steps, ctx: RunContext) -> None:
+    os._exit(3)  # the kernel killing a worker for its memory looks the same from the server
+
+
+def hangs(p: Steps, ctx: RunContext) -> None:
+    time.sleep(3600)  # one long operation that never checks the deadline
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> DeviceGate:
+    return DeviceGate(slots=2, folder=tmp_path)
+
+
+@pytest.fixture
+def pooled() -> Iterator[Config]:
+    """A configuration whose runs go to worker processes (one per device slot)."""
+    config = dataclasses.replace(Config(), run_processes=-1)
+    yield config
+
+
+def run(fn, p: Params, config: Config, gate: DeviceGate, **kw):  # type: ignore[no-untyped-def]
+    return execute(fn, p, config=config, gate=gate, device=torch.device("cpu"), **kw)
+
+
+def test_only_module_level_functions_are_sent_to_workers() -> None:
+    def local(p: Steps, ctx: RunContext) -> None:
+        return None
+
+    assert poolable(counted) and poolable(init_signal.run)
+    assert not poolable(local) and not poolable(lambda p, ctx: None)
+
+
+def test_a_run_in_a_worker_gives_what_it_gives_in_the_server_process(pooled: Config, gate: DeviceGate) -> None:
+    p = init_signal.SignalParams(depth=6, width=32, batch=16, seeds=2, seed=4)
+    there = run(init_signal.run, p, pooled, gate)
+    here = run(init_signal.run, p, dataclasses.replace(pooled, run_processes=0), gate)
+    for a, b in zip(there.runs, here.runs, strict=True):
+        np.testing.assert_array_equal(a.act_std_seeds, b.act_std_seeds)
+        np.testing.assert_array_equal(a.grad_std_seeds, b.grad_std_seeds)
+        np.testing.assert_array_equal(a.hist_counts, b.hist_counts)
+    progress: list[float] = []
+    result = run(counted, Steps(n=4), pooled, gate, on_progress=progress.append)
+    assert result["pid"] != os.getpid() and result["done"] == 4
+    assert progress == [0.25, 0.5, 0.75, 1.0]
+    assert result["draw"] == torch.randn(3, generator=torch.Generator().manual_seed(0)).tolist()  # the seed went along
+
+
+def test_stop_reaches_the_run_in_its_worker(pooled: Config, gate: DeviceGate) -> None:
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    result = run(counted, Steps(n=100_000), pooled, gate, stop=stop)
+    assert 1 < result["done"] < 100_000
+    assert run(counted, Steps(n=3), pooled, gate)["done"] == 3  # the next run starts unstopped
+
+
+def test_errors_come_back_as_the_page_would_meet_them(pooled: Config, gate: DeviceGate) -> None:
+    with pytest.raises(ExperimentError) as refusal:
+        run(refused, Steps(n=7), pooled, gate)
+    assert (refusal.value.key, refusal.value.info) == ("budget", {"needed_mb": 7, "max_mb": 1})
+    with pytest.raises(InvalidParams) as bad:
+        run(invalid, Steps(), pooled, gate)
+    assert (bad.value.field, bad.value.key, bad.value.info) == ("n", "too_big", {"hi": 1})
+    with pytest.raises(RuntimeError, match="KeyError"):
+        run(buggy, Steps(), pooled, gate)
+    with pytest.raises(ExperimentError) as timeout:
+        run(counted, Steps(n=10**6), dataclasses.replace(pooled, run_seconds=0.3), gate)
+    assert timeout.value.key == "timeout"
+    assert run(counted, Steps(n=2), pooled, gate)["done"] == 2
+
+
+def test_a_worker_that_dies_or_hangs_is_replaced(pooled: Config, gate: DeviceGate, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = run(counted, Steps(n=1), pooled, gate)["pid"]
+    with pytest.raises(ExperimentError) as died:
+        run(dies, Steps(), pooled, gate)
+    assert died.value.key == "runtime"
+    monkeypatch.setattr(workers, "KILL_GRACE_SECONDS", 0.5)
+    with pytest.raises(ExperimentError) as hung:
+        run(hangs, Steps(), dataclasses.replace(pooled, run_seconds=0.5), gate)
+    assert hung.value.key == "timeout"
+    # One run at a time takes the worker that served last: the first one died, the second was killed,
+    # and a third, new one serves every run after them.
+    pids = {run(counted, Steps(n=1), pooled, gate)["pid"] for _ in range(4)}
+    assert len(pids) == 1 and before not in pids and os.getpid() not in pids
+
+
+def test_a_page_rerun_while_waiting_leaves_the_worker_to_finish_and_serve_again() -> None:
+    pool = WorkerPool(1, threads=1)
+    task = workers.Task(__name__, "counted", Steps(n=200), 0, "cpu", 1 << 20, 30.0)
+
+    def rerun(fraction: float) -> None:
+        raise KeyboardInterrupt  # what Streamlit raises in a script thread told to rerun, in spirit
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pool.run(task, on_progress=rerun)
+        short = workers.Task(__name__, "counted", Steps(n=2), 0, "cpu", 1 << 20, 30.0)
+        assert pool.run(short)["done"] == 2  # the abandoned run was told to stop and its worker serves again
+    finally:
+        pool.close()
