@@ -24,6 +24,7 @@ from core.lessons.training.optim import OptimParams
 from core.lessons.training.repro import ReproParams
 from core.lessons.training.sched import SCHEDULERS, SchedParams
 from core.lessons.training.surfaces import BOWL_CENTER, value
+from core.params import InvalidParams
 from tests.params_strategies import run_cpu
 
 # --------------------------------------------------------------------------------------------
@@ -283,6 +284,18 @@ def test_frozen_parameters_stay_bit_identical(method: str, optimizer: str) -> No
         assert r.grad_none[rows(r, True)].all() and not r.requires_grad[rows(r, True)].any()
     else:  # autograd still computes (and accumulates) the left-out parameters' gradients
         assert not r.grad_none[rows(r, True)].any() and (r.grad_norm[rows(r, True)] > 0).all()
+
+
+@pytest.mark.parametrize("method", train_freeze.METHODS)
+def test_freezing_every_layer_is_refused_only_where_nothing_would_train(method: str) -> None:
+    # requires_grad: backward finds no tensor that requires grad; not_in_optimizer: an empty parameter list.
+    p = FreezeParams(frozen=train_freeze.LAYERS, method=method, warm_steps=0, steps=2)
+    if method in ("requires_grad", "not_in_optimizer"):
+        with pytest.raises(InvalidParams) as refused:
+            p.validate()
+        assert (refused.value.field, refused.value.key) == ("frozen", "all_frozen")
+    else:
+        assert len(run_cpu(train_freeze.run, p).loss) == 2  # eval and zero_grad still run
 
 
 def test_eval_freezes_only_batchnorm_statistics() -> None:

@@ -50,10 +50,13 @@ class FreezeParams(Params):
         return {s.name: s.name for s in self.specs() if s.name != "momentum" or self.optimizer == "sgd"}
 
     def validate(self) -> None:
-        """Refuse freezing nothing."""
+        """Refuse freezing nothing, and freezing everything where that leaves nothing to train."""
         super().validate()
         if not self.frozen:
             raise InvalidParams("frozen", "empty")
+        if set(self.frozen) >= set(LAYERS) and self.method in ("requires_grad", "not_in_optimizer"):
+            # No parameter requires grad (backward raises), or the optimizer gets an empty list (it raises).
+            raise InvalidParams("frozen", "all_frozen")
 
     def estimate_bytes(self) -> int:
         return 8 * N * (FEATURES + HIDDEN * 4) + 64 * 4 * HIDDEN * HIDDEN + (1 << 16)
