@@ -9,6 +9,7 @@ The autograd lesson's pitfalls use the same `Step` and `run_steps`.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ from core.experiment import Experiment, RunContext, first_line
 from core.params import Params, bounds, choices
 
 Namespace = dict[str, Any]
+
+# catch_warnings swaps process-wide state: two runs at once (two students) must not interleave it,
+# or one run's warning goes to the other's record, or nowhere.
+_WARNINGS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ def run_steps(steps: Sequence[Step], ns: Namespace) -> tuple[StepOutcome, ...]:
     out = []
     for step in steps:
         output = error = None
-        with warnings.catch_warnings(record=True) as caught:
+        with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 printed = step.fn(ns)
