@@ -30,7 +30,9 @@ class Config:
     rate: float = 2.0  # actions per second a session may sustain
     burst: int = 12  # actions a session may take at once
     max_workers: int = 4  # DataLoader worker processes one run may start (the data lesson)
-    run_processes: int = -1  # processes computing experiments: -1 ("auto") one per device slot; 0: in the server process
+    # Processes computing experiments: -1 ("auto", the variable's default) one per device slot; 0, a
+    # Config built in code (tests, benchmarks), in the calling process.
+    run_processes: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Config:
@@ -58,7 +60,7 @@ class Config:
             rate=number("TORCHLAB_RATE", base.rate, 0.1, 1000),
             burst=int(number("TORCHLAB_BURST", base.burst, 1, 10000)),
             max_workers=int(number("TORCHLAB_MAX_WORKERS", base.max_workers, 0, 64)),
-            run_processes=base.run_processes
+            run_processes=-1
             if env.get("TORCHLAB_RUN_PROCESSES", "auto").strip().lower() == "auto"
             else int(number("TORCHLAB_RUN_PROCESSES", base.run_processes, 0, 64)),
         )

@@ -252,6 +252,15 @@ def _pool(config: Config, gate: DeviceGate) -> WorkerPool | None:
         return _POOLS[size]
 
 
+def close_pools() -> None:
+    """Stop the worker processes of every pool (they start again when a run needs them)."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.close()
+
+
 def _run_guarded(run_fn: Callable[[P, RunContext], R], params: P, ctx: RunContext) -> R:
     """Run; turn torch's RuntimeError and out-of-memory errors into ExperimentError after freeing memory."""
     failure: ExperimentError | None = None

@@ -147,6 +147,7 @@ def test_config_from_env_reads_and_clamps() -> None:
         lock_dir="/srv/gate",
         rate=Config().rate,
         burst=10000,
+        run_processes=-1,  # unset: "auto" for a server; a Config built in code runs in its own process
     )
     assert Config.from_env({"TORCHLAB_DEVICE": "tpu"}).device == "auto"
     assert Config(device="cpu").pick_device() == torch.device("cpu")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from core import workers
+from core import runner, workers
 from core.config import Config
 from core.gate import DeviceGate
 from core.lessons.init import signal as init_signal
@@ -69,13 +69,21 @@ def gate(tmp_path: Path) -> DeviceGate:
 
 @pytest.fixture
 def pooled() -> Iterator[Config]:
-    """A configuration whose runs go to worker processes (one per device slot)."""
-    config = dataclasses.replace(Config(), run_processes=-1)
-    yield config
+    """A configuration whose runs go to worker processes (one per device slot); they stop after the test."""
+    yield dataclasses.replace(Config(), run_processes=-1)
+    runner.close_pools()  # no test after this one finds our workers among its process's children
 
 
 def run(fn, p: Params, config: Config, gate: DeviceGate, **kw):  # type: ignore[no-untyped-def]
     return execute(fn, p, config=config, gate=gate, device=torch.device("cpu"), **kw)
+
+
+def test_the_server_setting_reads_auto_a_count_or_zero() -> None:
+    assert Config.from_env({}).run_processes == -1 == Config.from_env({"TORCHLAB_RUN_PROCESSES": " Auto "}).run_processes
+    assert Config.from_env({"TORCHLAB_RUN_PROCESSES": "0"}).run_processes == 0 == Config().run_processes
+    assert Config.from_env({"TORCHLAB_RUN_PROCESSES": "3"}).run_processes == 3
+    assert Config.from_env({"TORCHLAB_RUN_PROCESSES": "999"}).run_processes == 64
+    assert Config.from_env({"TORCHLAB_RUN_PROCESSES": "junk"}).run_processes == 0  # unreadable: in-process
 
 
 def test_only_module_level_functions_are_sent_to_workers() -> None:
