@@ -28,6 +28,7 @@ import importlib
 import multiprocessing.connection
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -331,4 +332,7 @@ def serve(conn: multiprocessing.connection.Connection, threads: int) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C at the server's terminal reaches its whole process group: the server decides, and a
+    # worker ends when the server's end of its socket closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(multiprocessing.connection.Connection(int(sys.argv[1])), int(sys.argv[2]))

@@ -111,9 +111,15 @@ def test_a_run_in_a_worker_gives_what_it_gives_in_the_server_process(pooled: Con
 
 def test_stop_reaches_the_run_in_its_worker(pooled: Config, gate: DeviceGate) -> None:
     stop = threading.Event()
-    threading.Timer(0.5, stop.set).start()
-    result = run(counted, Steps(n=100_000), pooled, gate, stop=stop)
-    assert 1 < result["done"] < 100_000
+    seen: list[float] = []
+
+    def progress(fraction: float) -> None:  # Stop is pressed once the run has taken five steps
+        seen.append(fraction)
+        if len(seen) == 5:
+            stop.set()
+
+    result = run(counted, Steps(n=100_000), pooled, gate, stop=stop, on_progress=progress)
+    assert 5 <= result["done"] < 100_000
     assert run(counted, Steps(n=3), pooled, gate)["done"] == 3  # the next run starts unstopped
 
 
