@@ -192,6 +192,9 @@ def execute(
 ) -> R:
     """Validate params, check the memory budget, then run run_fn on the device under the gate.
 
+    The run computes in a worker process (core.workers) when config.run_processes asks for them and
+    run_fn is a module-level function; otherwise in the calling thread. Either way it behaves alike.
+
     `on_wait(position)` hears the place in the queue; `on_progress(fraction)` hears what the run
     reports through ctx.progress. `owner` (a student's session) may have one exclusive run queued
     at a time: a second is refused with ExperimentError('one_queued'). `stop`, once set, tells a

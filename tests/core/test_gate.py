@@ -23,6 +23,21 @@ def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+def hold_in_thread(gate: DeviceGate) -> tuple[threading.Thread, threading.Event]:
+    """Start a thread that holds a shared place on the gate until the returned event is set."""
+    release, entered = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with gate.hold():
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert entered.wait(10)
+    return thread, release
+
+
 def test_slots_at_once_and_exclusive_runs_alone(tmp_path: Path) -> None:
     gate = DeviceGate(slots=2, folder=tmp_path)
     active, peak, exclusive_overlap = [0], [0], []
@@ -51,20 +66,12 @@ def test_slots_at_once_and_exclusive_runs_alone(tmp_path: Path) -> None:
 def test_queue_places_are_reported_and_a_withdrawn_waiter_leaves_the_queue(tmp_path: Path) -> None:
     gate = DeviceGate(slots=1, folder=tmp_path)
     positions: list[int] = []
-    release, entered = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with gate.hold():
-            entered.set()
-            release.wait(10)
 
     def impatient(position: int) -> None:
         positions.append(position)
         raise KeyboardInterrupt  # a page rerun stops the wait from inside on_wait
 
-    first = threading.Thread(target=holder)
-    first.start()
-    entered.wait(10)
+    first, release = hold_in_thread(gate)
     with pytest.raises(KeyboardInterrupt), gate.hold(on_wait=impatient):
         pass
     assert positions == [1] and gate.waiting() == 0
@@ -120,20 +127,12 @@ def test_a_bystander_waits_for_at_most_one_exclusive_run_while_three_students_lo
 def test_a_short_run_is_not_stuck_behind_a_long_one_that_arrived_first(tmp_path: Path) -> None:
     gate = DeviceGate(slots=1, folder=tmp_path)
     order: list[str] = []
-    release, entered = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with gate.hold():
-            entered.set()
-            release.wait(10)
 
     def run(name: str, seconds: float) -> None:
         with gate.hold(seconds=seconds):
             order.append(name)
 
-    first = threading.Thread(target=holder)
-    first.start()
-    entered.wait(10)
+    first, release = hold_in_thread(gate)
     long = threading.Thread(target=run, args=("long", 30.0))
     long.start()
     wait_until(lambda: gate.waiting() == 1)
