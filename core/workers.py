@@ -154,17 +154,8 @@ class WorkerPool:
 
     def _take(self) -> _Worker:
         while True:
-            with self._lock:
-                start = self._idle.empty() and self._started < self.size
-                if start:
-                    self._started += 1
-            if start:
-                try:
-                    return _Worker(self.threads)
-                except BaseException:
-                    with self._lock:
-                        self._started -= 1
-                    raise
+            if self._idle.empty() and (started := self._start_one()) is not None:
+                return started
             try:
                 worker = self._idle.get(timeout=1.0)
             except queue.Empty:
@@ -177,20 +168,23 @@ class WorkerPool:
         """Start every worker now, in the background, so that the first runs do not wait for them."""
 
         def start_all() -> None:
-            for _ in range(self.size):
-                with self._lock:
-                    if self._started >= self.size:
-                        return
-                    self._started += 1
-                try:
-                    worker = _Worker(self.threads)
-                except Exception:
-                    with self._lock:
-                        self._started -= 1
-                    return
+            while (worker := self._start_one()) is not None:
                 self._idle.put(worker)
 
         threading.Thread(target=start_all, name="torchlab-run-start", daemon=True).start()
+
+    def _start_one(self) -> _Worker | None:
+        """Start one more worker if the pool has room; None when it is full."""
+        with self._lock:
+            if self._started >= self.size:
+                return None
+            self._started += 1
+        try:
+            return _Worker(self.threads)
+        except BaseException:
+            with self._lock:
+                self._started -= 1
+            raise
 
     def _discard(self, worker: _Worker) -> None:
         worker.kill()
