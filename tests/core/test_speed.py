@@ -648,42 +648,22 @@ def fake_point(n: int, seconds: float) -> scaling.ScalingResult:
     )
 
 
-def test_doubling_answers_the_nearest_ratio_and_theory_says_eight() -> None:
+def test_doubling_answers_the_work_ratio_whatever_the_clock_measured() -> None:
     p = scaling.DOUBLING.params
     assert p.sizes == (256, 512) and common.flops("matmul", 512) / common.flops("matmul", 256) == 8
     busy = [fake_point(n, common.flops("matmul", n) / 50e9) for n in p.sizes]  # a CPU at a steady 50 GFLOP/s
     assert scaling.doubling_answer(busy) == "8"
     assert scaling.doubling_answer(busy[::-1]) == "8"  # the parts come in any order
-    assert scaling.doubling_answer([fake_point(256, 1e-3), fake_point(512, 4.4e-3)]) == "4"
-    assert scaling.doubling_answer([fake_point(256, 1e-3), fake_point(512, 2.1e-3)]) == "2"
-
-
-def test_doubling_reads_the_fastest_blocks_so_a_busy_machine_does_not_change_the_answer() -> None:
-    """Medians 1 ms and 4 ms (the small size's blocks slowed by other work), fastest blocks 0.5 ms and 4 ms: 8."""
-    parts = [
+    # A CI run beside another test process measured every 256 block at half speed: times 4x apart.
+    assert scaling.doubling_answer([fake_point(256, 1e-3), fake_point(512, 4.1e-3)]) == "8"
+    # conv2d's work grows as the square of the side: doubling it quadruples the FLOPs.
+    conv = [
         scaling.scaling_result(
-            scaling.Measured(
-                "matmul",
-                "float32",
-                np.array([n], dtype=np.int64),
-                "cpu",
-                np.array([median]),
-                np.zeros(1),
-                None,
-                None,
-                None,
-                False,
-                1,
-                np.array([best]),
-            )
+            scaling.Measured("conv2d", "float32", np.array([n]), "cpu", np.array([1e-3]), np.zeros(1), None, None, None, False)
         )
-        for n, median, best in ((256, 1e-3, 0.5e-3), (512, 4e-3, 4e-3))
+        for n in (32, 64)
     ]
-    assert scaling.doubling_answer(parts) == "8"
-    merged = scaling.merge_scaling(parts)
-    assert merged.cpu_best is not None and merged.cpu_best.tolist() == [0.5e-3, 4e-3]
-    r = run(scaling.SCALING, scaling.ScalingParams(sizes=(64,), min_run_time=0.01))
-    assert r.cpu_best is not None and 0 < r.cpu_best[0] <= r.cpu_seconds[0]
+    assert scaling.doubling_answer(conv) == "4"
 
 
 def test_the_checkpoint_prediction_asks_about_a_depth_the_page_does_not_show_by_default() -> None:
