@@ -46,6 +46,9 @@ from core.params import InvalidParams
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: workers import core from here
 KILL_GRACE_SECONDS = 5.0  # past its deadline a run that has not stopped by itself is killed
+# Workers compute at a lower priority than the server process: a page rerun (tens of ms) goes ahead of
+# a long run for the core they share, and the run takes what the pages leave.
+WORKER_NICE = 10
 POLL_SECONDS = 0.05  # how often the server side looks at Stop while a run is out
 
 
@@ -329,4 +332,5 @@ if __name__ == "__main__":
     # Ctrl-C at the server's terminal reaches its whole process group: the server decides, and a
     # worker ends when the server's end of its socket closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(WORKER_NICE)
     serve(multiprocessing.connection.Connection(int(sys.argv[1])), int(sys.argv[2]))
