@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 P = ParamSpec("P")
 F = TypeVar("F")
 
-FIGURES_KEPT = 128  # figures across every builder: a few per student's page
+FIGURES_KEPT = 1024  # figures and tables across every builder; an entry also goes when its result does
 
 
 class _Entry:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import ui.figures
 from bench.apptest import route_apptest_through_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,9 @@ if "PYTEST_XDIST_WORKER" in os.environ or "TORCHLAB_LOCK_DIR" not in os.environ:
 # heartbeats and classes to a throwaway folder, never to the checkout's .data/.
 if "PYTEST_XDIST_WORKER" in os.environ or "TORCHLAB_DATA_DIR" not in os.environ:
     os.environ["TORCHLAB_DATA_DIR"] = tempfile.mkdtemp(prefix="torchlab-data-test-")
+# Charts are built without plotly's validation (core.charts.Figure); every figure the AppTest
+# pages draw is validated here instead, once per figure.
+ui.figures.CHECK_SPECS = True
 
 
 @pytest.fixture(scope="session")

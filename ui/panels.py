@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from ui.figures import specified
+from ui.figures import arrow_table, specified
 from ui.i18n import lang, prose, t, text_in
 from ui.routing import leave_pages_folder_mode
 
@@ -46,7 +46,7 @@ def figure(fig: go.Figure, caption_key: str, key: str, **values: Any) -> None:
 
 def table(df: pd.DataFrame, caption_key: str | None = None) -> None:
     """Show a read-only table, with an optional caption."""
-    st.dataframe(df, hide_index=df.index.dtype == "int64", width="stretch")
+    st.dataframe(arrow_table(df), hide_index=df.index.dtype == "int64", width="stretch")
     if caption_key:
         st.caption(t(caption_key))
 

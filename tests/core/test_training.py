@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -358,6 +359,12 @@ def test_repro_band_seed_equals_a_fresh_run_from_that_seed() -> None:
 # Charts: every figure has a title and labelled axes, for the defaults and every example
 
 
+def axis_title(layout: dict[str, Any], axis: str) -> str | None:
+    """Return the title text of one axis in a sent layout (None when it has none)."""
+    text: str | None = layout.get(axis, {}).get("title", {}).get("text")
+    return text
+
+
 def test_every_chart_has_a_title_and_axis_titles() -> None:
     from core.lessons.training import EXPERIMENTS
     from core.lessons.training import charts as train_charts
@@ -387,9 +394,11 @@ def test_every_chart_has_a_title_and_axis_titles() -> None:
     assert len(runs_charts.freeze_table(r_freeze, tr)) == len(r_freeze.names)
     figures.append(runs_charts.repro_figure(run_cpu(train_repro.run, ReproParams(steps=5, n_seeds=2)), tr))
     for fig in figures:
-        assert fig.layout.title.text, fig
-        x_title = fig.layout.xaxis.title.text or (fig.layout.xaxis2.title.text if "xaxis2" in fig.layout else None)
-        assert x_title and fig.layout.yaxis.title.text, fig.layout.title.text  # a shared x axis is titled at the bottom
+        layout = fig.to_dict()["layout"]  # as it is sent (titles written out as {"text": ...})
+        title = layout["title"]["text"]
+        assert title, layout
+        x_title = axis_title(layout, "xaxis") or axis_title(layout, "xaxis2")
+        assert x_title and axis_title(layout, "yaxis"), title  # a shared x axis is titled at the bottom
     assert len(EXPERIMENTS) == 6
     animated = [
         train_charts.linreg_surface(run_cpu(train_linreg.run, LinregParams()), tr),

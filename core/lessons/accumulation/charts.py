@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.charts import MB, Text, finish, memory_time_figure, sci
+from core.charts import MB, Figure, Text, finish, memory_time_figure, sci
 from core.lessons.accumulation.curves import CurvesResult
 from core.lessons.accumulation.equiv import EquivResult
 from core.lessons.accumulation.memory import AccumMemory, MemoryResult
@@ -48,6 +48,7 @@ CURVE_STYLE = {
 LOG_FLOOR = 1e-18
 
 
+@same_inputs
 def equiv_table(r: EquivResult, tr: Text) -> pd.DataFrame:
     """Return one row per variant: its code, error against the full-batch gradient, measured and predicted factor."""
     return pd.DataFrame(
@@ -62,6 +63,7 @@ def equiv_table(r: EquivResult, tr: Text) -> pd.DataFrame:
     )
 
 
+@same_inputs
 def equiv_params_table(r: EquivResult, tr: Text) -> pd.DataFrame:
     """Return the relative error of every parameter tensor (rows) for every variant (columns)."""
     columns = {tr("parameter"): [f"{n} {tuple(s)}" for n, s in zip(r.param_names, r.param_shapes, strict=True)]}
@@ -74,7 +76,7 @@ def equiv_params_table(r: EquivResult, tr: Text) -> pd.DataFrame:
 def equiv_error_figure(r: EquivResult, tr: Text) -> go.Figure:
     """Bar per variant: relative error of the accumulated gradient (log scale), with the dtype's epsilon marked."""
     rel = np.asarray(r.overall_rel, dtype=float)
-    fig = go.Figure()
+    fig = Figure()
     fig.add_bar(
         x=[tr(v) for v in r.variants],
         y=np.maximum(rel, LOG_FLOOR),
@@ -90,7 +92,7 @@ def equiv_error_figure(r: EquivResult, tr: Text) -> go.Figure:
 @same_inputs
 def equiv_scatter_figure(r: EquivResult, tr: Text) -> go.Figure:
     """Scatter of the same gradient entries: full batch (x) against each variant (y); y = x is correct."""
-    fig = go.Figure()
+    fig = Figure()
     lo = float(min(r.preview_ref.min(), r.preview.min()))
     hi = float(max(r.preview_ref.max(), r.preview.max()))
     fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line={"color": "#999999", "dash": "dot"})
@@ -110,7 +112,7 @@ def equiv_scatter_figure(r: EquivResult, tr: Text) -> go.Figure:
 @same_inputs
 def norm_figure(r: NormResult, tr: Text) -> go.Figure:
     """Relative error of accumulation against k, one line per normalisation (log-log; exact zeros at the floor)."""
-    fig = go.Figure()
+    fig = Figure()
     for i, line in enumerate(r.lines):
         rel = np.asarray(r.rel[i], dtype=float)
         fig.add_scatter(
@@ -128,6 +130,7 @@ def norm_figure(r: NormResult, tr: Text) -> go.Figure:
     return finish(fig, tr("norm_title"), height=400)
 
 
+@same_inputs
 def norm_stats_table(r: NormResult, tr: Text) -> pd.DataFrame:
     """Return the first BatchNorm layer's input mean and variance per channel: full batch, then each micro-batch."""
     rows = [tr("full_batch")] + [tr("micro").format(i=i + 1, n=n) for i, n in enumerate(r.show_sizes)]
@@ -142,7 +145,7 @@ def norm_stats_table(r: NormResult, tr: Text) -> pd.DataFrame:
 @same_inputs
 def curves_figure(results: Sequence[CurvesResult], tr: Text) -> go.Figure:
     """Held-out loss after each effective step for each way of training, on the same sample stream."""
-    fig = go.Figure()
+    fig = Figure()
     for r in results:
         for i, v in enumerate(r.variants):
             color, dash, width = CURVE_STYLE[v]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.charts import STORAGE_COLORS, Text, finish
+from core.charts import STORAGE_COLORS, Figure, Text, finish, trace
 from core.lessons.autograd.accumulate import AccumulateResult
 from core.lessons.autograd.custom import CustomResult
 from core.lessons.autograd.detach import DetachResult
@@ -67,6 +67,7 @@ def autograd_dot(r: GraphResult, tr: Text, step: int | None = None, ids: str = "
     return "\n".join(lines)
 
 
+@same_inputs
 def grads_table(r: GraphResult, tr: Text) -> pd.DataFrame:
     """Return one row per named tensor with its .grad (None shown as a dash)."""
     return pd.DataFrame({tr("tensor"): [name for name, _ in r.grads], ".grad": [g or "None" for _, g in r.grads]})
@@ -84,7 +85,7 @@ def _short(v: float) -> str:
 @same_inputs
 def accumulate_figure(r: AccumulateResult, tr: Text) -> go.Figure:
     """x.grad and w.grad after each backward call (markers) against what theory predicts (dashed)."""
-    fig = go.Figure()
+    fig = Figure()
     for name, measured, expected, color in (
         ("x", r.x_grad, r.x_grad_expected, STORAGE_COLORS[0]),
         ("w", r.w_grad, r.w_grad_expected, STORAGE_COLORS[1]),
@@ -102,6 +103,7 @@ def accumulate_figure(r: AccumulateResult, tr: Text) -> go.Figure:
 TRUE_GRAD_LABEL = {"sigmoid": "true_grad", "pow": "true_grad_pow", "sin": "true_grad_sin", "exp": "true_grad_exp"}
 
 
+@same_inputs
 def detach_table(r: DetachResult, tr: Text) -> pd.DataFrame:
     """Return, for .data and detach(), a.grad (or the error) next to the true gradient and the version counters."""
     rows = []
@@ -131,12 +133,13 @@ def nograd_figure(r: NogradResult, tr: Text) -> go.Figure:
     A saved weight is a reference to the parameter, which exists anyway, so it costs nothing extra.
     """
     modes = [tr(m) for m in r.modes]
-    fig = go.Figure(go.Bar(x=modes, y=r.kept_bytes / 2**20, name=tr("activations"), marker_color=STORAGE_COLORS[0]))
+    fig = Figure(trace("bar", x=modes, y=r.kept_bytes / 2**20, name=tr("activations"), marker_color=STORAGE_COLORS[0]))
     fig.update_yaxes(title=tr("saved_mib"))
     fig.update_xaxes(title=tr("mode"))
     return finish(fig, tr("nograd_title"))
 
 
+@same_inputs
 def nograd_table(r: NogradResult, tr: Text) -> pd.DataFrame:
     """Return per mode: graph nodes, saved tensors, bytes kept beyond the weights, weights referenced, requires_grad."""
     return pd.DataFrame(
@@ -155,7 +158,7 @@ def nograd_table(r: NogradResult, tr: Text) -> pd.DataFrame:
 @same_inputs
 def higher_figure(r: HigherResult, tr: Text) -> go.Figure:
     """f, f' and f'' from autograd (solid) against the analytic derivatives (dotted)."""
-    fig = go.Figure()
+    fig = Figure()
     for name, measured, exact, color in (
         ("f", r.f, None, STORAGE_COLORS[0]),
         ("f′", r.d1, r.d1_exact, STORAGE_COLORS[1]),
@@ -170,6 +173,7 @@ def higher_figure(r: HigherResult, tr: Text) -> go.Figure:
     return finish(fig, tr("higher_title"), height=400)
 
 
+@same_inputs
 def hooks_table(r: HooksResult, tr: Text) -> pd.DataFrame:
     """Return x.grad without and with the tensor hook, and what autograd.grad returned, per element of x."""
     return pd.DataFrame(
@@ -182,6 +186,7 @@ def hooks_table(r: HooksResult, tr: Text) -> pd.DataFrame:
     )
 
 
+@same_inputs
 def custom_table(r: CustomResult, tr: Text) -> pd.DataFrame:
     """Return the custom backward's gradients next to plain torch's, for w, x and b."""
     agree = ["✓" if np.isclose(a, b) else "✗" for a, b in zip(r.custom_grads, r.torch_grads, strict=True)]

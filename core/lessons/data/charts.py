@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.charts import STORAGE_COLORS, Text, finish
+from core.charts import STORAGE_COLORS, Figure, Text, finish, trace
 from core.lessons.data.batches import BatchesResult
 from core.lessons.data.collate import CollateResult
 from core.lessons.data.datasets import SetsResult
@@ -39,8 +39,9 @@ def batch_grid(r: BatchesResult, tr: Text) -> go.Figure:
         ]
         for e in range(epochs)
     ]
-    fig = go.Figure(
-        go.Heatmap(
+    fig = Figure(
+        trace(
+            "heatmap",
             z=z,
             x=list(range(width)),
             y=list(range(epochs)),
@@ -72,6 +73,7 @@ def batch_grid(r: BatchesResult, tr: Text) -> go.Figure:
     return finish(fig, tr("grid_title"), height=max(220, 90 + 48 * epochs))
 
 
+@same_inputs
 def class_counts_table(r: BatchesResult, tr: Text) -> pd.DataFrame:
     """Return the samples of each class yielded per epoch, next to what the sampler's weights predict."""
     rows: dict[str, list[float]] = {
@@ -89,14 +91,15 @@ def padded_figure(r: CollateResult, tr: Text) -> go.Figure:
     """The first padded batches as pad_sequence returned them (rows x columns as the tensor's shape), padding in grey."""
     shown = r.padded[:BATCHES_DRAWN]
     titles = [f"{tr('batch')} {b}: {tuple(x.shape)}" for b, x in enumerate(shown)]
-    fig = make_subplots(rows=1, cols=len(shown), subplot_titles=titles, horizontal_spacing=0.04)
+    fig = make_subplots(rows=1, cols=len(shown), subplot_titles=titles, horizontal_spacing=0.04, figure=Figure())
     for b, x in enumerate(shown):
         lengths = r.lengths[list(r.batches[b])]
         steps = np.arange(x.shape[1] if r.batch_first else x.shape[0])
         real = steps[None, :] < lengths[:, None]  # (sequence, step): a token, not padding
         mask = real if r.batch_first else real.T
         fig.add_trace(
-            go.Heatmap(
+            trace(
+                "heatmap",
                 z=np.where(mask, 1.0, 0.0),
                 text=x.astype(str),
                 texttemplate="%{text}",
@@ -118,6 +121,7 @@ def padded_figure(r: CollateResult, tr: Text) -> go.Figure:
     return finish(fig, tr("padded_title"), height=max(240, 130 + 34 * rows))
 
 
+@same_inputs
 def collate_table(r: CollateResult, tr: Text) -> pd.DataFrame:
     """Return, per batch, its samples and what each collate_fn made of them (or that default_collate raised)."""
     return pd.DataFrame(
@@ -135,7 +139,7 @@ def collate_table(r: CollateResult, tr: Text) -> pd.DataFrame:
 @same_inputs
 def throughput_figure(r: WorkersResult, tr: Text) -> go.Figure:
     """Samples/s against num_workers, one line per epoch, and the ideal scaling from num_workers=0 (dashed)."""
-    fig = go.Figure()
+    fig = Figure()
     x = r.workers.tolist()
     for e in range(r.samples_per_s.shape[1]):
         name = tr("first_epoch") if e == 0 else f"{tr('epoch')} {e}"
@@ -152,6 +156,7 @@ def throughput_figure(r: WorkersResult, tr: Text) -> go.Figure:
     return finish(fig, tr("throughput_title"))
 
 
+@same_inputs
 def seconds_table(r: WorkersResult, tr: Text) -> pd.DataFrame:
     """Return seconds and samples/s per epoch for each worker count."""
     data: dict[str, list[str]] = {tr("num_workers"): [str(w) for w in r.workers.tolist()]}
@@ -161,6 +166,7 @@ def seconds_table(r: WorkersResult, tr: Text) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
+@same_inputs
 def draws_table(r: SeedsResult, m: int, tr: Text) -> pd.DataFrame:
     """Return one mode's draws: a row per (epoch, worker), a column per draw, in the order the worker drew them."""
     rows, index = [], []
@@ -173,6 +179,7 @@ def draws_table(r: SeedsResult, m: int, tr: Text) -> pd.DataFrame:
     return pd.DataFrame([[str(v) for v in row] + [""] * (width - len(row)) for row in rows], index=index, columns=columns)
 
 
+@same_inputs
 def datasets_table(r: SetsResult, tr: Text) -> pd.DataFrame:
     """Return, per kind of dataset, len(dataset), dataset[index], len(loader), the batches yielded and the first batch."""
     return pd.DataFrame(

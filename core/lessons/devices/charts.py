@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.charts import Text, finish, sci
+from core.charts import Figure, Text, finish, sci
 from core.lessons.devices.checkpoint import CkptResult
 from core.lessons.devices.dataparallel import DPResult
 from core.lessons.devices.facts import FactsResult, Transfer
@@ -41,6 +41,7 @@ def transfers(r: FactsResult) -> list[Transfer]:
     return [x for x in found if x is not None]
 
 
+@same_inputs
 def facts_table(r: FactsResult, tr: Text) -> pd.DataFrame:
     """Return one row per fact of the server: device, CPU, threads, versions, GPUs."""
     rows = [
@@ -56,6 +57,7 @@ def facts_table(r: FactsResult, tr: Text) -> pd.DataFrame:
     return pd.DataFrame({tr("property"): [k for k, _ in rows], tr("value"): [v for _, v in rows]})
 
 
+@same_inputs
 def gpus_table(r: FactsResult, tr: Text) -> pd.DataFrame:
     """Return one row per visible GPU: name, memory (GiB), compute capability, streaming multiprocessors."""
     return pd.DataFrame(
@@ -69,6 +71,7 @@ def gpus_table(r: FactsResult, tr: Text) -> pd.DataFrame:
     )
 
 
+@same_inputs
 def transfer_table(r: FactsResult, tr: Text) -> pd.DataFrame:
     """Return one row per timed call: does it copy, median and IQR per call (µs), bytes moved per second."""
     calls = transfers(r)
@@ -86,7 +89,7 @@ def transfer_table(r: FactsResult, tr: Text) -> pd.DataFrame:
 @same_inputs
 def transfer_figure(r: FactsResult, tr: Text) -> go.Figure:
     """Horizontal bars: median time per call (µs, log scale); copies in blue with their GB/s, no copy in grey."""
-    fig = go.Figure()
+    fig = Figure()
     for copies, color, name in ((True, COPY_COLOR, tr("copy")), (False, NO_COPY_COLOR, tr("no_copy"))):
         calls = [x for x in transfers(r) if x.copies == copies]
         if not calls:
@@ -121,6 +124,7 @@ def _sample_labels(r: DPResult, tr: Text) -> list[str]:
     return [tr("sample_label").format(j=j, i=int(i)) for j, i in enumerate(replica_of_sample(r))]
 
 
+@same_inputs
 def dp_replicas_table(r: DPResult, tr: Text) -> pd.DataFrame:
     """Return one row per replica: its samples, their losses, its mean and sum, and each sample's weight 1/(k n_i)."""
     starts = np.concatenate([[0], np.cumsum(r.chunk_sizes)])
@@ -140,6 +144,7 @@ def dp_replicas_table(r: DPResult, tr: Text) -> pd.DataFrame:
     )
 
 
+@same_inputs
 def dp_reductions_table(r: DPResult, tr: Text) -> pd.DataFrame:
     """Return the four reductions of the batch's losses: their code, value and distance from the one-device mean."""
     rows = [
@@ -163,7 +168,7 @@ def dp_losses_figure(r: DPResult, tr: Text) -> go.Figure:
     """Bars of the per-sample losses coloured by replica, each replica's mean, the batch mean and the mean of means."""
     replica = replica_of_sample(r)
     x = np.arange(r.batch)
-    fig = go.Figure()
+    fig = Figure()
     fig.add_bar(
         x=x,
         y=r.losses,
@@ -207,7 +212,7 @@ def dp_losses_figure(r: DPResult, tr: Text) -> go.Figure:
 def dp_weights_figure(r: DPResult, tr: Text) -> go.Figure:
     """Grouped bars: each sample's weight in the mean of replica means, 1/(k n_i), against 1/N in the batch mean."""
     labels = _sample_labels(r, tr)
-    fig = go.Figure()
+    fig = Figure()
     fig.add_bar(
         x=labels,
         y=r.naive_weights,
@@ -233,7 +238,7 @@ def dp_grad_figure(r: DPResult, tr: Text) -> go.Figure:
     """Scatter of the gradient entries: one device (x) against the size-weighted mean and the mean of means (y)."""
     lo = float(min(r.grad_full.min(), r.grad_naive.min(), r.grad_weighted.min()))
     hi = float(max(r.grad_full.max(), r.grad_naive.max(), r.grad_weighted.max()))
-    fig = go.Figure()
+    fig = Figure()
     fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line={"color": "#999999", "dash": "dot"})
     fig.add_scatter(
         x=r.grad_full,
@@ -266,7 +271,7 @@ def pipeline_figure(r: PipeResult, tr: Text) -> go.Figure:
     Dashed lines: the same two devices without micro-batches, and the whole model on one device.
     """
     ms = r.total_s * 1e3
-    fig = go.Figure()
+    fig = Figure()
     fig.add_scatter(
         x=r.splits,
         y=ms,
@@ -314,7 +319,7 @@ def pipeline_figure(r: PipeResult, tr: Text) -> go.Figure:
 def stage_times_figure(r: PipeResult, tr: Text) -> go.Figure:
     """Measured time per call of each stage and the modelled link time against the chunk size (log-log, µs)."""
     link = [transfer_seconds(int(n), r.width, r.transfer_gbps) * 1e6 for n in r.measured_sizes]
-    fig = go.Figure()
+    fig = Figure()
     for y, name, color in ((r.stage1_s * 1e6, tr("stage1"), COPY_COLOR), (r.stage2_s * 1e6, tr("stage2"), "#f58518")):
         fig.add_scatter(x=r.measured_sizes, y=y, mode="lines+markers", name=name, line={"color": color})
     fig.add_scatter(
@@ -337,6 +342,7 @@ def measured_values(r: PipeResult) -> dict[str, str]:
     return {"device": r.device, "o1": us(o1), "o2": us(o2), "s1": us(s1), "s2": us(s2)}
 
 
+@same_inputs
 def pipeline_table(r: PipeResult, tr: Text) -> pd.DataFrame:
     """Return one row per split size: chunks, modelled total (ms), how busy the two devices are."""
     return pd.DataFrame(
@@ -353,6 +359,7 @@ def pipeline_table(r: PipeResult, tr: Text) -> pd.DataFrame:
 # 4. Checkpoints
 
 
+@same_inputs
 def ckpt_saved_table(r: CkptResult, tr: Text) -> pd.DataFrame:
     """Return one row per saved tensor: key, shape, device when saved, device after torch.load(map_location=...)."""
     return pd.DataFrame(
@@ -376,6 +383,7 @@ def key_outcome(key: str, r: CkptResult) -> str:
     return "unexpected" if key in r.unexpected_keys else "ignored"
 
 
+@same_inputs
 def ckpt_keys_table(r: CkptResult, tr: Text) -> pd.DataFrame:
     """Return every key given or expected: is it in the checkpoint, in the receiving model, and what happened to it."""
     keys = list(r.target_keys) + [k for k in r.fixed_keys if k not in r.target_keys]
@@ -389,6 +397,7 @@ def ckpt_keys_table(r: CkptResult, tr: Text) -> pd.DataFrame:
     )
 
 
+@same_inputs
 def ckpt_equal_table(r: CkptResult, tr: Text) -> pd.DataFrame:
     """Return, per key of the plain model, whether the new model now holds the saved value."""
     return pd.DataFrame(
@@ -399,6 +408,7 @@ def ckpt_equal_table(r: CkptResult, tr: Text) -> pd.DataFrame:
     )
 
 
+@same_inputs
 def moves_table(r: MovesResult, tr: Text) -> pd.DataFrame:
     """Return one row per call: what it returned (`is` the original?) and what became of the original."""
     d = r.dtype
@@ -424,6 +434,7 @@ def moves_table(r: MovesResult, tr: Text) -> pd.DataFrame:
     )
 
 
+@same_inputs
 def visible_table(r: VisibleResult, tr: Text) -> pd.DataFrame:
     """Return the renumbering on an imagined server of r.physical GPUs: each visible index and the physical GPU behind it."""
     return pd.DataFrame(

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.charts import STORAGE_COLORS, Text, finish
+from core.charts import BLUES, STORAGE_COLORS, Figure, Text, finish, trace
 from core.lessons.init.dist import DistResult
 from core.lessons.init.fans import FansResult
 from core.lessons.init.signal import SignalResult
@@ -23,7 +23,7 @@ from core.memo import same_inputs
 @same_inputs
 def dist_figure(r: DistResult, tr: Text) -> go.Figure:
     """Histogram of the initialized weights against the theoretical density (line) or point masses (diamonds)."""
-    fig = go.Figure()
+    fig = Figure()
     if r.counts.size:
         fig.add_bar(x=r.bin_x, y=r.counts, width=r.bin_width * 0.95, name=tr("observed"), marker_color=STORAGE_COLORS[0])
         fig.add_scatter(x=r.bin_x, y=r.expected, mode="lines", name=tr("expected"), line={"color": "#e45756", "width": 3})
@@ -50,6 +50,7 @@ def dist_figure(r: DistResult, tr: Text) -> go.Figure:
     return finish(fig, tr("dist_title"))
 
 
+@same_inputs
 def dist_table(r: DistResult, tr: Text) -> pd.DataFrame:
     """Return measured against theoretical mean, std and bounds."""
 
@@ -65,6 +66,7 @@ def dist_table(r: DistResult, tr: Text) -> pd.DataFrame:
     )
 
 
+@same_inputs
 def gains_table(r: FansResult, tr: Text) -> pd.DataFrame:
     """Return calculate_gain for every nonlinearity with its formula."""
     return pd.DataFrame(
@@ -83,7 +85,7 @@ def signal_figure(r: SignalResult, tr: Text, quantity: str) -> go.Figure:
     Solid: measured on the first network; shaded: min to max over every network drawn (finite-width
     spread); dashed: the mean-field prediction where theory gives one.
     """
-    fig = go.Figure()
+    fig = Figure()
     for run, color in zip(r.runs, (STORAGE_COLORS[0], "#e45756"), strict=True):
         name = f"{run.activation} + {run.scheme}"
         measured = run.act_std if quantity == "act" else run.grad_std
@@ -132,12 +134,13 @@ def signal_hist_figure(r: SignalResult, tr: Text) -> go.Figure:
         axis = "" if i == 0 else "2"
         z = np.log10(1 + run.hist_counts)
         data.append(
-            go.Heatmap(
+            trace(
+                "heatmap",
                 x=run.bin_x,
                 y=[f"{tr('layer')} {n}" for n in r.hist_layers],
                 z=z,
                 showscale=False,
-                colorscale="Blues",
+                colorscale=BLUES,
                 xaxis=f"x{axis}",
                 yaxis=f"y{axis}",
                 hovertemplate="%{y}, %{x:.3g}: 10^%{z:.2f}<extra></extra>",
@@ -149,13 +152,13 @@ def signal_hist_figure(r: SignalResult, tr: Text) -> go.Figure:
         "yaxis": {"type": "category"},
         "yaxis2": {"type": "category", "anchor": "x2", "showticklabels": False},
     }
-    return finish(go.Figure(data=data, layout=layout), tr("hist_title"), height=320)
+    return finish(Figure(data=data, layout=layout), tr("hist_title"), height=320)
 
 
 @same_inputs
 def train_figure(results: Sequence[TrainResult], tr: Text) -> go.Figure:
     """Training loss per step for each initialization (log scale), accuracy in the legend."""
-    fig = go.Figure()
+    fig = Figure()
     colors = (*STORAGE_COLORS, "#333333")
     for i, r in enumerate(results):
         for j, scheme in enumerate(r.schemes):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.charts import STORAGE_COLORS, Text, finish
+from core.charts import STORAGE_COLORS, Figure, Text, finish, trace
 from core.lessons.modules.custom import CustomResult
 from core.lessons.modules.hooks import HOOK_KINDS, LAYERS, HooksResult
 from core.lessons.modules.lenet import LeNetResult
@@ -51,7 +51,7 @@ def lenet_table(r: LeNetResult, tr: Text) -> pd.DataFrame:
 def lenet_bars(r: LeNetResult, tr: Text) -> go.Figure:
     """Return a bar per layer that has parameters: how many it has (the fully connected ones dominate)."""
     named = [(layer, count) for layer, count in zip(r.layers, r.n_params, strict=True) if count]
-    fig = go.Figure()
+    fig = Figure()
     fig.add_bar(
         x=[layer for layer, _ in named],
         y=[count for _, count in named],
@@ -67,8 +67,9 @@ def lenet_bars(r: LeNetResult, tr: Text) -> go.Figure:
 def dropout_strip(r: ModesResult, tr: Text) -> go.Figure:
     """Return the first outputs of Dropout on a vector of ones as two rows of cells: train mode above, eval below."""
     z = np.vstack([r.strip_train, r.strip_eval])
-    fig = go.Figure(
-        go.Heatmap(
+    fig = Figure(
+        trace(
+            "heatmap",
             z=z,
             y=[tr("train"), tr("eval")],
             colorscale=[[0, "#f2f2f2"], [1, "#4c78a8"]],
@@ -89,7 +90,7 @@ def running_figure(r: ModesResult, tr: Text) -> go.Figure:
     """Return running_mean step by step (training steps, then the summary passes) with each batch's mean."""
     steps = np.arange(len(r.running_means))
     summary_x = np.arange(len(r.summary_running_means)) + steps[-1]
-    fig = go.Figure()
+    fig = Figure()
     fig.add_scatter(x=steps[1:], y=r.batch_means, mode="markers", name=tr("batch_mean"), marker={"color": "#bab0ac"})
     fig.add_scatter(x=steps, y=r.running_means, mode="lines+markers", name=tr("running_mean"), line={"color": "#4c78a8"})
     if len(summary_x) > 1:
@@ -115,7 +116,7 @@ KIND_STYLE = {
 @same_inputs
 def hooks_timeline(r: HooksResult, tr: Text) -> go.Figure:
     """Return every hook call as a marker: x its place in time, y its layer, colour and shape its kind."""
-    fig = go.Figure()
+    fig = Figure()
     order = np.arange(1, len(r.kinds) + 1)
     for kind in HOOK_KINDS:
         picked = [i for i, k in enumerate(r.kinds) if k == kind]
@@ -158,7 +159,7 @@ def hooks_table(r: HooksResult, tr: Text) -> pd.DataFrame:
 @same_inputs
 def activation_histograms(r: HooksResult, tr: Text) -> go.Figure:
     """Return the histogram of each hooked layer's output, as captured by its forward hook in step 1."""
-    fig = go.Figure()
+    fig = Figure()
     for i, (layer, edges, counts) in enumerate(zip(r.hist_layers, r.hist_edges, r.hist_counts, strict=True)):
         centers = (edges[:-1] + edges[1:]) / 2
         fig.add_bar(x=centers, y=counts, name=layer, opacity=0.6, marker_color=STORAGE_COLORS[i % len(STORAGE_COLORS)])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.charts import MB, Text, finish, memory_time_figure
+from core.charts import MB, Figure, Text, finish, memory_time_figure
 from core.lessons.speed.cudnn import CudnnResult
 from core.lessons.speed.footprint import FootprintResult
 from core.lessons.speed.leak import LeakResult
@@ -31,7 +31,7 @@ def _ms(seconds: float | None) -> str:
 @same_inputs
 def timing_figure(r: TimingResult, tr: Text) -> go.Figure:
     """Time of every call, from the cold first one, by each clock (log scale); benchmark's median as a line."""
-    fig = go.Figure()
+    fig = Figure()
     calls = np.arange(1, len(r.naive) + 1)
     clocks = [("naive", r.naive), ("sync", r.sync), ("events", r.events)]
     for name, seconds in clocks:
@@ -61,6 +61,7 @@ def timing_caption(r: TimingResult) -> dict[str, str]:
     return {"first": f"{1e3 * r.sync[0]:.3g}", "rest": f"{1e3 * float(np.median(r.sync[1:])):.3g}"}
 
 
+@same_inputs
 def timing_table(r: TimingResult, tr: Text) -> pd.DataFrame:
     """Return each way of timing with its median, first call and TFLOP/s."""
     rows = [
@@ -82,7 +83,7 @@ def timing_table(r: TimingResult, tr: Text) -> pd.DataFrame:
 @same_inputs
 def scaling_figure(r: ScalingResult, tr: Text, quantity: str) -> go.Figure:
     """Time per call ('time') or achieved TFLOP/s ('tflops') against size on log-log axes, CPU and GPU."""
-    fig = go.Figure()
+    fig = Figure()
     series = [
         ("cpu", r.cpu_name, r.cpu_seconds, r.cpu_tflops, r.cpu_peak_tflops),
         ("gpu", r.gpu_name, r.gpu_seconds, r.gpu_tflops, r.gpu_peak_tflops),
@@ -111,6 +112,7 @@ def scaling_figure(r: ScalingResult, tr: Text, quantity: str) -> go.Figure:
     return finish(fig, tr(f"{quantity}_title"), height=380)
 
 
+@same_inputs
 def scaling_table(r: ScalingResult, tr: Text) -> pd.DataFrame:
     """Return per size: FLOPs, CPU (and GPU) time, TFLOP/s and fraction of the reference peak."""
     columns: dict[str, list[str]] = {
@@ -131,7 +133,7 @@ def scaling_table(r: ScalingResult, tr: Text) -> pd.DataFrame:
 @same_inputs
 def cudnn_figure(r: CudnnResult, tr: Text) -> go.Figure:
     """Time of every forward pass for each input-shape mode with cudnn.benchmark off and on (log scale)."""
-    fig = go.Figure()
+    fig = Figure()
     colors = {"fixed": "#4c78a8", "varying": "#e45756"}
     for i, shape in enumerate(r.shapes):
         for j, on in enumerate(r.benchmark):
@@ -147,6 +149,7 @@ def cudnn_figure(r: CudnnResult, tr: Text) -> go.Figure:
     return finish(fig, tr("cudnn_title"), height=380)
 
 
+@same_inputs
 def cudnn_table(r: CudnnResult, tr: Text) -> pd.DataFrame:
     """Return median and total time per shape mode and benchmark setting."""
     rows = [(i, j) for i in range(len(r.shapes)) for j in range(len(r.benchmark))]
@@ -160,6 +163,7 @@ def cudnn_table(r: CudnnResult, tr: Text) -> pd.DataFrame:
     )
 
 
+@same_inputs
 def footprint_table(r: FootprintResult, tr: Text) -> pd.DataFrame:
     """Return per grad mode and ReLU kind: bytes saved for backward, new outputs allocated (and the CUDA peak)."""
     rows = [(i, j) for i in range(len(r.modes)) for j in range(len(r.relus))]
@@ -215,7 +219,7 @@ def _concat(parts: Sequence[TransferResult], pick: str) -> np.ndarray:
 def transfer_figure(parts: Sequence[TransferResult], tr: Text) -> go.Figure:
     """Bandwidth (GB/s) against size: torch.tensor's copy from numpy, and on CUDA each host-device copy."""
     sizes = _concat(parts, "sizes")
-    fig = go.Figure()
+    fig = Figure()
     fig.add_scatter(
         x=sizes,
         y=_concat(parts, "tensor_gbps"),
@@ -249,7 +253,7 @@ def transfer_table(parts: Sequence[TransferResult], tr: Text) -> pd.DataFrame:
 @same_inputs
 def leak_figure(r: LeakResult, tr: Text) -> go.Figure:
     """Saved bytes still held after each step, per way of adding up the loss, with one step's graph times the steps dotted."""
-    fig = go.Figure()
+    fig = Figure()
     steps = r.steps
     fig.add_scatter(
         x=steps, y=steps * r.step_bytes / MB, mode="lines", name=tr("every_graph"), line={"color": "#999999", "dash": "dot"}
@@ -267,7 +271,7 @@ def leak_figure(r: LeakResult, tr: Text) -> go.Figure:
 @same_inputs
 def leak_cuda_figure(r: LeakResult, tr: Text) -> go.Figure:
     """On CUDA: memory_allocated and memory_reserved above the loop's start after each step, per way (MB)."""
-    fig = go.Figure()
+    fig = Figure()
     assert r.cuda_allocated is not None and r.cuda_reserved is not None
     for i, way in enumerate(r.ways):
         color, _ = WAY_STYLE[way]
@@ -290,6 +294,7 @@ def leak_cuda_figure(r: LeakResult, tr: Text) -> go.Figure:
     return finish(fig, tr("cuda_title"), height=400)
 
 
+@same_inputs
 def leak_table(r: LeakResult, tr: Text) -> pd.DataFrame:
     """Return per way: the total reached, whether it requires grad, its graph's nodes, bytes held at the end and after del."""
     columns: dict[str, list[str]] = {
@@ -307,6 +312,7 @@ def leak_table(r: LeakResult, tr: Text) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+@same_inputs
 def profiler_table(r: ProfilerResult, tr: Text) -> pd.DataFrame:
     """Return the profiled step's top ops: calls, self and total CPU time (µs), share of the step, and CUDA time on a GPU."""
     total = r.total_self_cpu_us or 1.0

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.charts import STORAGE_COLORS, Text, finish
+from core.charts import STORAGE_COLORS, Figure, Text, finish, trace
 from core.lessons.tensors.broadcast import BroadcastResult
 from core.lessons.tensors.common import TensorFacts
 from core.lessons.tensors.create import CreateResult
@@ -47,7 +47,7 @@ def cell_text(v: float) -> str:
 @same_inputs
 def creation_figure(r: CreateResult, tr: Text) -> go.Figure:
     """Histogram of the values against the expected counts, or the values by index when not random."""
-    fig = go.Figure()
+    fig = Figure()
     if r.counts.size:
         fig.add_bar(x=r.bin_x, y=r.counts, width=r.bin_width * 0.95, name=tr("observed"), marker_color=STORAGE_COLORS[0])
         mode = "markers" if r.discrete else "lines"
@@ -125,7 +125,8 @@ def grids_figure(grids: Sequence[Grid], title: str) -> go.Figure:
         text = [["" if np.isnan(v) else cell_text(v) for v in row] for row in values]
         suffix = "" if i == 0 else str(i + 1)
         data.append(
-            go.Heatmap(
+            trace(
+                "heatmap",
                 z=z,
                 text=text,
                 texttemplate="%{text}",
@@ -167,7 +168,7 @@ def grids_figure(grids: Sequence[Grid], title: str) -> go.Figure:
             }
         )
         tallest = max(tallest, values.shape[0])
-    return finish(go.Figure(data=data, layout=layout), title, height=min(700, 140 + 34 * tallest))
+    return finish(Figure(data=data, layout=layout), title, height=min(700, 140 + 34 * tallest))
 
 
 def tensor_grids(
@@ -214,6 +215,7 @@ def layout_grids(r: LayoutResult) -> list[Grid]:
     return tensor_grids(r.after, lambda f: r.changed(f.name), CHANGED)
 
 
+@same_inputs
 def layout_table(r: LayoutResult, tr: Text) -> pd.DataFrame:
     """Return the facts table of every tensor after the edit, with how many of its elements changed."""
     return facts_table(r.after, tr, changed=lambda f: int(r.changed(f.name).sum()))
@@ -243,8 +245,9 @@ def storage_figure(r: LayoutResult, tr: Text) -> go.Figure:
             labels.append(f"  {f.name}")
             rows_z.append([(2.0 if changed[i] else 1.0) if hits[i] else 0.0 for i in range(after.size)] + [np.nan] * pad)
             rows_text.append([("×" + str(h) if h > 1 else "●") if h else "" for h in hits] + [""] * pad)
-    fig = go.Figure(
-        go.Heatmap(
+    fig = Figure(
+        trace(
+            "heatmap",
             z=rows_z,
             text=rows_text,
             texttemplate="%{text}",
@@ -268,6 +271,7 @@ def storage_figure(r: LayoutResult, tr: Text) -> go.Figure:
 # Broadcasting and indexing
 
 
+@same_inputs
 def broadcast_table(r: BroadcastResult, tr: Text) -> pd.DataFrame:
     """Return the right-aligned shapes, a row of per-dimension verdicts and the result."""
     dims = [f"{tr('dim')} {i - len(r.status)}" for i in range(len(r.status))]
@@ -314,6 +318,7 @@ def reduce_grids(r: ReduceResult, expr: str, back: str) -> list[Grid]:
     return grids
 
 
+@same_inputs
 def reduce_table(r: ReduceResult, back: str, tr: Text) -> pd.DataFrame:
     """Return r's shape and what `back` gives, with keepdim=False and with keepdim=True."""
 
@@ -336,8 +341,9 @@ def reduce_table(r: ReduceResult, back: str, tr: Text) -> pd.DataFrame:
 def loop_figure(r: LoopResult, tr: Text) -> go.Figure:
     """Time per call of each way (log scale), with the interquartile range of the timed blocks as error bars."""
     names = [tr(w) for w in r.ways]
-    fig = go.Figure(
-        go.Bar(
+    fig = Figure(
+        trace(
+            "bar",
             x=names,
             y=r.median_us,
             error_y={"type": "data", "symmetric": False, "array": r.q75_us - r.median_us, "arrayminus": r.median_us - r.q25_us},
@@ -355,6 +361,7 @@ def loop_figure(r: LoopResult, tr: Text) -> go.Figure:
 # In-place, NumPy and dtype
 
 
+@same_inputs
 def inplace_table(r: InplaceResult, tr: Text) -> pd.DataFrame:
     """Return x before, x after, the second name x0 after, and the statement's result, as rows."""
     rows = {tr("x_before"): r.x_before, tr("x_after"): r.x_after, tr("alias_after"): r.alias_after}
@@ -367,8 +374,9 @@ def inplace_table(r: InplaceResult, tr: Text) -> pd.DataFrame:
 def numpy_figure(r: NumpyResult, tr: Text) -> go.Figure:
     """Bar chart of the median conversion time of each way, with the interquartile range."""
     ways = list(r.times_us)
-    fig = go.Figure(
-        go.Bar(
+    fig = Figure(
+        trace(
+            "bar",
             x=ways,
             y=[r.times_us[w] for w in ways],
             error_y={"type": "data", "array": [r.spreads_us[w] for w in ways]},
@@ -380,6 +388,7 @@ def numpy_figure(r: NumpyResult, tr: Text) -> go.Figure:
     return finish(fig, tr("numpy_title"))
 
 
+@same_inputs
 def dtype_table(r: DtypeResult, src: str, dst: str, tr: Text) -> pd.DataFrame:
     """Return the sample values as given, after conversion to src, and after src -> dst."""
     return pd.DataFrame(

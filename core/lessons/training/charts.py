@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.charts import STORAGE_COLORS, Text, finish
+from core.charts import BLUES, STORAGE_COLORS, Figure, Text, finish, trace
 from core.lessons.training.linreg import TRUE_B, TRUE_W, LinregResult
 from core.lessons.training.logreg import TARGET, LogregResult
 from core.lessons.training.optim import OptimResult
@@ -65,7 +65,7 @@ def play_controls(tr: Text, steps: Sequence[int]) -> dict[str, object]:
 @same_inputs
 def linreg_fit(r: LinregResult, step: int, tr: Text) -> go.Figure:
     """The 20 points, the line at iteration `step` for both updates, the true line and the least-squares line."""
-    fig = go.Figure()
+    fig = Figure()
     fig.add_scatter(x=r.x, y=r.y, mode="markers", name=tr("points"), marker={"color": "#555555", "size": 8})
     xs = np.array([0.0, 10.0])
     lines = (
@@ -85,7 +85,7 @@ def linreg_fit(r: LinregResult, step: int, tr: Text) -> go.Figure:
 @same_inputs
 def linreg_loss(r: LinregResult, threshold: float, tr: Text) -> go.Figure:
     """The loss per iteration of both updates (log scale) and the stopping threshold."""
-    fig = go.Figure()
+    fig = Figure()
     fig.add_scatter(x=np.arange(len(r.loss)), y=r.loss, mode="lines", name=tr("right_step"), line={"color": RIGHT, "width": 3})
     fig.add_scatter(
         x=np.arange(len(r.pitfall_loss)), y=r.pitfall_loss, mode="lines", name=tr("pitfall_step"), line={"color": PITFALL}
@@ -100,7 +100,9 @@ def _path_frames(paths: Sequence[tuple[np.ndarray, np.ndarray]], steps: Sequence
     """Return one frame per path length: traces first, first + 1, ... show each path's first k points."""
     return [
         go.Frame(
-            name=str(k), data=[go.Scatter(x=x[:k], y=y[:k]) for x, y in paths], traces=list(range(first, first + len(paths)))
+            name=str(k),
+            data=[trace("scatter", x=x[:k], y=y[:k]) for x, y in paths],
+            traces=list(range(first, first + len(paths))),
         )
         for k in steps
     ]
@@ -109,12 +111,12 @@ def _path_frames(paths: Sequence[tuple[np.ndarray, np.ndarray]], steps: Sequence
 @same_inputs
 def linreg_surface(r: LinregResult, tr: Text) -> go.Figure:
     """Contours of the loss over (w, b) with the path of both updates, animated by a play button and step slider."""
-    fig = go.Figure()
+    fig = Figure()
     fig.add_contour(
         x=r.grid_w,
         y=r.grid_b,
         z=np.log10(r.surface),
-        colorscale="Blues",
+        colorscale=BLUES,
         ncontours=25,
         colorbar={"title": "log₁₀ " + tr("loss")},
         name=tr("loss"),
@@ -145,7 +147,7 @@ def linreg_surface(r: LinregResult, tr: Text) -> go.Figure:
 @same_inputs
 def logreg_boundary(r: LogregResult, step: int, tr: Text) -> go.Figure:
     """The two clusters and the decision boundary w·x + b = 0 at step `step`."""
-    fig = go.Figure()
+    fig = Figure()
     for label, color in ((0.0, RIGHT), (1.0, PITFALL)):
         points = r.X[r.y == label]
         fig.add_scatter(
@@ -167,7 +169,7 @@ def logreg_boundary(r: LogregResult, step: int, tr: Text) -> go.Figure:
 def logreg_curves(r: LogregResult, tr: Text) -> go.Figure:
     """Loss (left axis) and accuracy (right axis) per step; a marker where the accuracy first reached the target."""
     steps = np.arange(len(r.loss))
-    fig = go.Figure()
+    fig = Figure()
     fig.add_scatter(x=steps, y=r.loss, mode="lines", name=tr("loss"), line={"color": RIGHT, "width": 3})
     fig.add_scatter(x=steps, y=r.accuracy, mode="lines", name=tr("accuracy"), yaxis="y2", line={"color": PITFALL, "width": 2})
     if r.reached >= 0:
@@ -190,7 +192,7 @@ def optim_paths(tr: Text, *results: OptimResult) -> go.Figure:
     first = results[0]
     z = first.surface
     shown_z = np.log10(z - np.nanmin(z) + 1e-3)  # log of the height above the lowest point: valleys and plateaus both show
-    fig = go.Figure()
+    fig = Figure()
     fig.add_contour(
         x=first.grid_x,
         y=first.grid_y,
@@ -228,7 +230,7 @@ def optim_paths(tr: Text, *results: OptimResult) -> go.Figure:
 @same_inputs
 def optim_loss(tr: Text, *results: OptimResult) -> go.Figure:
     """The surface's height at each optimizer's point per step (log scale when every height is positive)."""
-    fig = go.Figure()
+    fig = Figure()
     colors = (*STORAGE_COLORS, "#333333")
     heights = []
     for r in results:
@@ -263,7 +265,7 @@ def optim_table(tr: Text, *results: OptimResult) -> pd.DataFrame:
 @same_inputs
 def optim_sweep(tr: Text, *results: OptimResult) -> go.Figure:
     """The sweep: mean height over the last tenth of the steps against the rate, per optimizer; the best marked."""
-    fig = go.Figure()
+    fig = Figure()
     colors = (*STORAGE_COLORS, "#333333")
     for i, r in enumerate(results):
         for k, name in enumerate(r.optimizers):

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.charts import Text, finish, sci
+from core.charts import Figure, Text, finish, sci, trace
 from core.lessons.training.charts import PITFALL, RIGHT  # the lesson's two colours: the right way, the pitfall
 from core.lessons.training.freeze import FreezeResult
 from core.lessons.training.repro import ReproResult
@@ -21,7 +21,7 @@ from core.memo import same_inputs
 @same_inputs
 def sched_figure(r: SchedResult, tr: Text) -> go.Figure:
     """Top: each group's learning rate per epoch as the optimizer held it; bottom: the loss with the schedule and without."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, figure=Figure())
     epochs = np.arange(1, r.lr.shape[1] + 1)
     for k, name in enumerate(r.group_names):
         fig.add_scatter(
@@ -57,6 +57,7 @@ def sched_groups(r: SchedResult, tr: Text) -> pd.DataFrame:
     )
 
 
+@same_inputs
 def freeze_table(r: FreezeResult, tr: Text) -> pd.DataFrame:
     """Return per parameter and BatchNorm buffer: frozen?, requires_grad, its .grad, norms before and after, the change."""
 
@@ -82,7 +83,7 @@ def freeze_table(r: FreezeResult, tr: Text) -> pd.DataFrame:
 def freeze_figure(r: FreezeResult, tr: Text) -> go.Figure:
     """The largest change of every tensor since freezing (bars; frozen layers in red); an exact zero shows as no bar."""
     colors = [PITFALL if f else RIGHT for f in r.frozen]
-    fig = go.Figure(go.Bar(x=list(r.names), y=r.max_change, marker_color=colors, text=[sci(v) for v in r.max_change]))
+    fig = Figure(trace("bar", x=list(r.names), y=r.max_change, marker_color=colors, text=[sci(v) for v in r.max_change]))
     fig.update_yaxes(title=tr("max_change"))
     fig.update_xaxes(title=tr("tensor"))
     return finish(fig, tr("freeze_title"), height=340)
@@ -92,7 +93,7 @@ def freeze_figure(r: FreezeResult, tr: Text) -> go.Figure:
 def repro_figure(r: ReproResult, tr: Text) -> go.Figure:
     """The band of losses over other seeds, and runs A and B from one seed (B dashed on top of A)."""
     steps = np.arange(1, r.loss_a.size + 1)
-    fig = go.Figure()
+    fig = Figure()
     fig.add_scatter(x=steps, y=r.band.max(axis=0), mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip")
     fig.add_scatter(
         x=steps,
