@@ -81,6 +81,7 @@ test: $(VENV)/.dev-installed chromium nginx postgres lint
 bench: $(VENV)/.dev-installed chromium postgres
 	$(BIN)/python -m bench.pages
 	$(BIN)/python -m bench.slider
+	$(BIN)/python -m bench.figures
 	$(BIN)/python -m bench.graph_render
 	$(BIN)/python -m bench.timing_accuracy
 	$(BIN)/python -m bench.load --students 50 --duration 120

@@ -80,7 +80,7 @@ def trace(kind: str, **props: Any) -> dict[str, Any]:
 
 # plotly's "Blues" (ColorBrewer) written out: plotly.js has its own, different scale by that name, and
 # Figure sends names unexpanded.
-BLUES = [[i / 8, color] for i, color in enumerate(plotly.colors.sequential.Blues)]
+BLUES = [[i / (len(plotly.colors.sequential.Blues) - 1), c] for i, c in enumerate(plotly.colors.sequential.Blues)]
 
 STORAGE_COLORS = ("#4c78a8", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#eeca3b", "#9d755d", "#bab0ac")
 
