@@ -115,7 +115,7 @@ def grids_figure(grids: Sequence[Grid], title: str) -> go.Figure:
     """
     n, gap = len(grids), 0.04
     width = (1 - gap * (n - 1)) / n
-    data: list[go.Heatmap] = []
+    data: list[dict[str, Any]] = []  # traces (core.charts.trace)
     layout: dict[str, Any] = {"annotations": []}
     tallest = 1
     for i, g in enumerate(grids):
