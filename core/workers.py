@@ -13,7 +13,7 @@ free worker. What crosses the socket is ours: the run function (by module and na
 validated Params, the seed, the time limit and budget; back come progress fractions and the result,
 or the run's ExperimentError or InvalidParams. A Stop is a message that sets the worker's flag,
 which the run reads through ctx.stop_requested(). A worker that dies (killed by the kernel for
-memory, or a crash inside torch) is replaced and the run fails with ExperimentError("runtime"); a
+memory, or a crash inside torch) is replaced and the run fails with ExperimentError("worker_lost"); a
 run still going `KILL_GRACE_SECONDS` past its time limit (stuck inside one operation) is killed too.
 A run's time starts when its worker starts it (a new worker first imports torch and the lessons).
 
@@ -226,7 +226,7 @@ class WorkerPool:
                     worker.process.wait(1)
             if message is None:
                 if not worker.alive():
-                    raise _Lost(ExperimentError("runtime", detail="the process running the experiment stopped"))
+                    raise _Lost(ExperimentError("worker_lost"))
                 continue
             kind, payload = message
             if kind == "started":

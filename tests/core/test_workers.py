@@ -23,6 +23,7 @@ from core.lessons.init import signal as init_signal
 from core.params import InvalidParams, Params, bounds
 from core.runner import ExperimentError, RunContext, execute
 from core.workers import WorkerPool, poolable
+from ui.i18n import strings
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,8 @@ def test_a_worker_that_dies_or_hangs_is_replaced(pooled: Config, gate: DeviceGat
     before = run(counted, Steps(n=1), pooled, gate)["pid"]
     with pytest.raises(ExperimentError) as died:
         run(dies, Steps(), pooled, gate)
-    assert died.value.key == "runtime"
+    assert died.value.key == "worker_lost"
+    assert all(strings(language).get("errors.worker_lost") for language in ("en", "zh")), "said in both languages"
     monkeypatch.setattr(workers, "KILL_GRACE_SECONDS", 0.5)
     with pytest.raises(ExperimentError) as hung:
         run(hangs, Steps(), dataclasses.replace(pooled, run_seconds=0.5), gate)
