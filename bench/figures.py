@@ -24,12 +24,7 @@ from core.lessons.init import signal as init_signal
 from core.lessons.tensors import charts as tensors_charts
 from core.lessons.tensors import layout as tensors_layout
 from core.runner import execute
-
-
-def _english(prefix: str) -> Callable[[str], str]:
-    from ui.i18n import text_in  # the words do not change the cost; English is enough
-
-    return lambda key: text_in("en", f"{prefix}.charts.{key}", default=text_in("en", f"charts.{key}"))
+from ui.panels import charts_text_in
 
 
 def cases() -> dict[str, Callable[[], Any]]:
@@ -37,7 +32,7 @@ def cases() -> dict[str, Callable[[], Any]]:
     layout = execute(tensors_layout.LAYOUT.run, tensors_layout.LayoutParams())
     equiv = execute(accumulation_equiv.EQUIV.run, accumulation_equiv.EquivParams())
     signal = execute(init_signal.SIGNAL.run, init_signal.SignalParams())
-    tl, ta, ti = _english("layout"), _english("equiv"), _english("signal")
+    tl, ta, ti = (charts_text_in("en", prefix) for prefix in ("layout", "equiv", "signal"))  # words do not change the cost
     grids = tensors_charts.layout_grids(layout)
     storage, grids_figure = fresh(tensors_charts.storage_figure), fresh(tensors_charts.grids_figure)
     error, scatter = fresh(accumulation_charts.equiv_error_figure), fresh(accumulation_charts.equiv_scatter_figure)

@@ -27,11 +27,13 @@ def charts_text(prefix: str) -> Callable[[str], str]:
     One translator per language and prefix, so a chart builder sees the same object on every
     rerun and core.memo can hand back the figure it built before.
     """
-    return _charts_text(lang(), prefix)
+    return charts_text_in(lang(), prefix)
 
 
 @functools.cache
-def _charts_text(language: str, prefix: str) -> Callable[[str], str]:
+def charts_text_in(language: str, prefix: str) -> Callable[[str], str]:
+    """Return the chart translator for one language (charts_text reads the session's)."""
+
     def tr(key: str) -> str:
         return text_in(language, f"{prefix}.charts.{key}", default=text_in(language, f"charts.{key}"))
 
