@@ -18,7 +18,7 @@ from classroom.store import CODE_ALPHABET, CODE_LEN, ClassroomError, Store
 
 
 def test_migration_is_idempotent_and_safe_when_replicas_start_together(db_url: str) -> None:
-    engines = [make_engine(db_url) for _ in range(4)]
+    engines = [make_engine(db_url) for _ in range(8)]
     start = threading.Barrier(len(engines))
 
     def start_replica(engine: Engine) -> int:
