@@ -24,7 +24,9 @@ import pyarrow as pa
 from plotly.basedatatypes import BaseFigure
 from streamlit import dataframe_util
 
-# core.charts.Figure skips plotly's validation while a chart is built; the tests turn this on
+from core.charts import Figure
+
+# core.charts.Figure builds a chart as plain dicts, without plotly's validation; the tests turn this on
 # (tests/conftest.py) so that every figure a page draws is checked against plotly's schema once.
 CHECK_SPECS = False
 
@@ -47,7 +49,7 @@ _KEPT: dict[tuple[Callable[[Any], Any], int], tuple[weakref.ref[Any], Any]] = {}
 _LOCK = threading.RLock()  # a weak reference's callback may run inside a locked section (garbage collection)
 
 
-def specified(fig: BaseFigure) -> BaseFigure:
+def specified(fig: Figure | BaseFigure) -> BaseFigure:
     """Return what to give st.plotly_chart for `fig`: the same drawing, its specification built once per figure."""
     return _once(_specify, fig)
 
@@ -57,7 +59,7 @@ def arrow_table(df: pd.DataFrame) -> pa.Table:
     return _once(dataframe_util.convert_pandas_df_to_arrow_table, df)
 
 
-def _specify(fig: BaseFigure) -> _Specified:
+def _specify(fig: Figure | BaseFigure) -> _Specified:
     spec = fig.to_dict()
     if CHECK_SPECS:
         check_spec(spec)

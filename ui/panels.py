@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from core.charts import Figure
 from ui.figures import arrow_table, specified
 from ui.i18n import lang, prose, t, text_in
 from ui.routing import leave_pages_folder_mode
@@ -40,7 +40,7 @@ def charts_text_in(language: str, prefix: str) -> Callable[[str], str]:
     return tr
 
 
-def figure(fig: go.Figure, caption_key: str, key: str, **values: Any) -> None:
+def figure(fig: Figure, caption_key: str, key: str, **values: Any) -> None:
     """Show a plotly figure with a caption saying what to notice (also its accessible description)."""
     st.plotly_chart(specified(fig), key=key, config={"displaylogo": False})
     st.caption(t(caption_key, **values))

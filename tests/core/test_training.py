@@ -404,4 +404,5 @@ def test_every_chart_has_a_title_and_axis_titles() -> None:
         train_charts.linreg_surface(run_cpu(train_linreg.run, LinregParams()), tr),
         train_charts.optim_paths(tr, *races),
     ]
-    assert all(fig.frames and fig.layout.updatemenus and fig.layout.sliders for fig in animated)
+    for spec in (fig.to_dict() for fig in animated):
+        assert spec["frames"] and spec["layout"]["updatemenus"] and spec["layout"]["sliders"]

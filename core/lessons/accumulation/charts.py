@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from core.charts import MB, Figure, Text, finish, memory_time_figure, sci
 from core.lessons.accumulation.curves import CurvesResult
@@ -73,7 +72,7 @@ def equiv_params_table(r: EquivResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def equiv_error_figure(r: EquivResult, tr: Text) -> go.Figure:
+def equiv_error_figure(r: EquivResult, tr: Text) -> Figure:
     """Bar per variant: relative error of the accumulated gradient (log scale), with the dtype's epsilon marked."""
     rel = np.asarray(r.overall_rel, dtype=float)
     fig = Figure()
@@ -90,7 +89,7 @@ def equiv_error_figure(r: EquivResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def equiv_scatter_figure(r: EquivResult, tr: Text) -> go.Figure:
+def equiv_scatter_figure(r: EquivResult, tr: Text) -> Figure:
     """Scatter of the same gradient entries: full batch (x) against each variant (y); y = x is correct."""
     fig = Figure()
     lo = float(min(r.preview_ref.min(), r.preview.min()))
@@ -110,7 +109,7 @@ def equiv_scatter_figure(r: EquivResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def norm_figure(r: NormResult, tr: Text) -> go.Figure:
+def norm_figure(r: NormResult, tr: Text) -> Figure:
     """Relative error of accumulation against k, one line per normalisation (log-log; exact zeros at the floor)."""
     fig = Figure()
     for i, line in enumerate(r.lines):
@@ -143,7 +142,7 @@ def norm_stats_table(r: NormResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def curves_figure(results: Sequence[CurvesResult], tr: Text) -> go.Figure:
+def curves_figure(results: Sequence[CurvesResult], tr: Text) -> Figure:
     """Held-out loss after each effective step for each way of training, on the same sample stream."""
     fig = Figure()
     for r in results:
@@ -186,7 +185,7 @@ def memory_bytes(step: AccumMemory | SaverRun) -> int:
 @same_inputs
 def _memory_and_time(
     labels: list[str], runs: Sequence[AccumMemory | SaverRun], cuda: bool, tr: Text, title: str, xtitle: str
-) -> go.Figure:
+) -> Figure:
     """Bars of memory (left axis, MB) and points of time per step with their spread (right axis, ms)."""
     spreads = [_spread_ms(s.times, s.time_median) for s in runs]
     return memory_time_figure(
@@ -200,7 +199,7 @@ def _memory_and_time(
 
 
 @same_inputs
-def memory_figure(results: Sequence[MemoryResult], tr: Text) -> go.Figure:
+def memory_figure(results: Sequence[MemoryResult], tr: Text) -> Figure:
     """Memory of one effective step and time per effective step against k (one result per k)."""
     steps = [s for r in results for s in r.steps]
     cuda = results[0].device == "cuda"
@@ -225,7 +224,7 @@ def memory_table(results: Sequence[MemoryResult], tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def savers_figure(results: Sequence[SaversResult], tr: Text) -> go.Figure:
+def savers_figure(results: Sequence[SaversResult], tr: Text) -> Figure:
     """Memory and time of one training step for each way of saving memory that this device can run."""
     runs = [run for r in results for run in r.runs if run.unavailable is None]
     cuda = results[0].device == "cuda"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from core.charts import STORAGE_COLORS, Figure, Text, finish, trace
 from core.lessons.autograd.accumulate import AccumulateResult
@@ -83,7 +82,7 @@ def _short(v: float) -> str:
 
 
 @same_inputs
-def accumulate_figure(r: AccumulateResult, tr: Text) -> go.Figure:
+def accumulate_figure(r: AccumulateResult, tr: Text) -> Figure:
     """x.grad and w.grad after each backward call (markers) against what theory predicts (dashed)."""
     fig = Figure()
     for name, measured, expected, color in (
@@ -127,7 +126,7 @@ def detach_table(r: DetachResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def nograd_figure(r: NogradResult, tr: Text) -> go.Figure:
+def nograd_figure(r: NogradResult, tr: Text) -> Figure:
     """Memory autograd keeps alive for backward in each grad mode (bars): the saved storages that are not weights.
 
     A saved weight is a reference to the parameter, which exists anyway, so it costs nothing extra.
@@ -156,7 +155,7 @@ def nograd_table(r: NogradResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def higher_figure(r: HigherResult, tr: Text) -> go.Figure:
+def higher_figure(r: HigherResult, tr: Text) -> Figure:
     """f, f' and f'' from autograd (solid) against the analytic derivatives (dotted)."""
     fig = Figure()
     for name, measured, exact, color in (

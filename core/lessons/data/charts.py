@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from core.charts import STORAGE_COLORS, Figure, Text, finish, trace
+from core.charts import STORAGE_COLORS, Figure, Text, finish, subplots, trace
 from core.lessons.data.batches import BatchesResult
 from core.lessons.data.collate import CollateResult
 from core.lessons.data.datasets import SetsResult
@@ -21,7 +19,7 @@ from core.memo import same_inputs
 
 
 @same_inputs
-def batch_grid(r: BatchesResult, tr: Text) -> go.Figure:
+def batch_grid(r: BatchesResult, tr: Text) -> Figure:
     """One row per epoch, one cell per drawn sample (its index written in it), coloured by the batch it landed in.
 
     The last batch of an epoch is outlined in red when it is smaller than batch_size (a partial batch).
@@ -87,11 +85,11 @@ BATCHES_DRAWN = 6  # padded batches drawn side by side; more would be too narrow
 
 
 @same_inputs
-def padded_figure(r: CollateResult, tr: Text) -> go.Figure:
+def padded_figure(r: CollateResult, tr: Text) -> Figure:
     """The first padded batches as pad_sequence returned them (rows x columns as the tensor's shape), padding in grey."""
     shown = r.padded[:BATCHES_DRAWN]
     titles = [f"{tr('batch')} {b}: {tuple(x.shape)}" for b, x in enumerate(shown)]
-    fig = make_subplots(rows=1, cols=len(shown), subplot_titles=titles, horizontal_spacing=0.04, figure=Figure())
+    fig = subplots(rows=1, cols=len(shown), subplot_titles=titles, horizontal_spacing=0.04)
     for b, x in enumerate(shown):
         lengths = r.lengths[list(r.batches[b])]
         steps = np.arange(x.shape[1] if r.batch_first else x.shape[0])
@@ -137,7 +135,7 @@ def collate_table(r: CollateResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def throughput_figure(r: WorkersResult, tr: Text) -> go.Figure:
+def throughput_figure(r: WorkersResult, tr: Text) -> Figure:
     """Samples/s against num_workers, one line per epoch, and the ideal scaling from num_workers=0 (dashed)."""
     fig = Figure()
     x = r.workers.tolist()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from core.charts import Figure, Text, finish, sci
 from core.lessons.devices.checkpoint import CkptResult
@@ -87,7 +86,7 @@ def transfer_table(r: FactsResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def transfer_figure(r: FactsResult, tr: Text) -> go.Figure:
+def transfer_figure(r: FactsResult, tr: Text) -> Figure:
     """Horizontal bars: median time per call (µs, log scale); copies in blue with their GB/s, no copy in grey."""
     fig = Figure()
     for copies, color, name in ((True, COPY_COLOR, tr("copy")), (False, NO_COPY_COLOR, tr("no_copy"))):
@@ -164,7 +163,7 @@ def dp_reductions_table(r: DPResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def dp_losses_figure(r: DPResult, tr: Text) -> go.Figure:
+def dp_losses_figure(r: DPResult, tr: Text) -> Figure:
     """Bars of the per-sample losses coloured by replica, each replica's mean, the batch mean and the mean of means."""
     replica = replica_of_sample(r)
     x = np.arange(r.batch)
@@ -209,7 +208,7 @@ def dp_losses_figure(r: DPResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def dp_weights_figure(r: DPResult, tr: Text) -> go.Figure:
+def dp_weights_figure(r: DPResult, tr: Text) -> Figure:
     """Grouped bars: each sample's weight in the mean of replica means, 1/(k n_i), against 1/N in the batch mean."""
     labels = _sample_labels(r, tr)
     fig = Figure()
@@ -234,7 +233,7 @@ def dp_weights_figure(r: DPResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def dp_grad_figure(r: DPResult, tr: Text) -> go.Figure:
+def dp_grad_figure(r: DPResult, tr: Text) -> Figure:
     """Scatter of the gradient entries: one device (x) against the size-weighted mean and the mean of means (y)."""
     lo = float(min(r.grad_full.min(), r.grad_naive.min(), r.grad_weighted.min()))
     hi = float(max(r.grad_full.max(), r.grad_naive.max(), r.grad_weighted.max()))
@@ -265,7 +264,7 @@ def dp_grad_figure(r: DPResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def pipeline_figure(r: PipeResult, tr: Text) -> go.Figure:
+def pipeline_figure(r: PipeResult, tr: Text) -> Figure:
     """The U-curve: modelled time of the pipelined batch (ms) against the split size (log x), chosen and best marked.
 
     Dashed lines: the same two devices without micro-batches, and the whole model on one device.
@@ -316,7 +315,7 @@ def pipeline_figure(r: PipeResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def stage_times_figure(r: PipeResult, tr: Text) -> go.Figure:
+def stage_times_figure(r: PipeResult, tr: Text) -> Figure:
     """Measured time per call of each stage and the modelled link time against the chunk size (log-log, µs)."""
     link = [transfer_seconds(int(n), r.width, r.transfer_gbps) * 1e6 for n in r.measured_sizes]
     fig = Figure()

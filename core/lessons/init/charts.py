@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from core.charts import BLUES, STORAGE_COLORS, Figure, Text, finish, trace
 from core.lessons.init.dist import DistResult
@@ -21,7 +20,7 @@ from core.memo import same_inputs
 
 
 @same_inputs
-def dist_figure(r: DistResult, tr: Text) -> go.Figure:
+def dist_figure(r: DistResult, tr: Text) -> Figure:
     """Histogram of the initialized weights against the theoretical density (line) or point masses (diamonds)."""
     fig = Figure()
     if r.counts.size:
@@ -79,7 +78,7 @@ def gains_table(r: FansResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def signal_figure(r: SignalResult, tr: Text, quantity: str) -> go.Figure:
+def signal_figure(r: SignalResult, tr: Text, quantity: str) -> Figure:
     """Per-layer std (log scale) of activations ('act') or weight gradients ('grad') for both configurations.
 
     Solid: measured on the first network; shaded: min to max over every network drawn (finite-width
@@ -127,7 +126,7 @@ def _translucent(color: str, alpha: float = 0.2) -> str:
 
 
 @same_inputs
-def signal_hist_figure(r: SignalResult, tr: Text) -> go.Figure:
+def signal_hist_figure(r: SignalResult, tr: Text) -> Figure:
     """Activation histograms at a few layers, one heat strip per layer, both configurations side by side."""
     data = []
     for i, run in enumerate(r.runs):
@@ -156,7 +155,7 @@ def signal_hist_figure(r: SignalResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def train_figure(results: Sequence[TrainResult], tr: Text) -> go.Figure:
+def train_figure(results: Sequence[TrainResult], tr: Text) -> Figure:
     """Training loss per step for each initialization (log scale), accuracy in the legend."""
     fig = Figure()
     colors = (*STORAGE_COLORS, "#333333")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from core.charts import STORAGE_COLORS, Figure, Text, finish, trace
 from core.lessons.modules.custom import CustomResult
@@ -48,7 +47,7 @@ def lenet_table(r: LeNetResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def lenet_bars(r: LeNetResult, tr: Text) -> go.Figure:
+def lenet_bars(r: LeNetResult, tr: Text) -> Figure:
     """Return a bar per layer that has parameters: how many it has (the fully connected ones dominate)."""
     named = [(layer, count) for layer, count in zip(r.layers, r.n_params, strict=True) if count]
     fig = Figure()
@@ -64,7 +63,7 @@ def lenet_bars(r: LeNetResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def dropout_strip(r: ModesResult, tr: Text) -> go.Figure:
+def dropout_strip(r: ModesResult, tr: Text) -> Figure:
     """Return the first outputs of Dropout on a vector of ones as two rows of cells: train mode above, eval below."""
     z = np.vstack([r.strip_train, r.strip_eval])
     fig = Figure(
@@ -86,7 +85,7 @@ def dropout_strip(r: ModesResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def running_figure(r: ModesResult, tr: Text) -> go.Figure:
+def running_figure(r: ModesResult, tr: Text) -> Figure:
     """Return running_mean step by step (training steps, then the summary passes) with each batch's mean."""
     steps = np.arange(len(r.running_means))
     summary_x = np.arange(len(r.summary_running_means)) + steps[-1]
@@ -114,7 +113,7 @@ KIND_STYLE = {
 
 
 @same_inputs
-def hooks_timeline(r: HooksResult, tr: Text) -> go.Figure:
+def hooks_timeline(r: HooksResult, tr: Text) -> Figure:
     """Return every hook call as a marker: x its place in time, y its layer, colour and shape its kind."""
     fig = Figure()
     order = np.arange(1, len(r.kinds) + 1)
@@ -157,7 +156,7 @@ def hooks_table(r: HooksResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def activation_histograms(r: HooksResult, tr: Text) -> go.Figure:
+def activation_histograms(r: HooksResult, tr: Text) -> Figure:
     """Return the histogram of each hooked layer's output, as captured by its forward hook in step 1."""
     fig = Figure()
     for i, (layer, edges, counts) in enumerate(zip(r.hist_layers, r.hist_edges, r.hist_counts, strict=True)):

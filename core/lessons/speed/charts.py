@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from core.charts import MB, Figure, Text, finish, memory_time_figure
 from core.lessons.speed.cudnn import CudnnResult
@@ -29,7 +28,7 @@ def _ms(seconds: float | None) -> str:
 
 
 @same_inputs
-def timing_figure(r: TimingResult, tr: Text) -> go.Figure:
+def timing_figure(r: TimingResult, tr: Text) -> Figure:
     """Time of every call, from the cold first one, by each clock (log scale); benchmark's median as a line."""
     fig = Figure()
     calls = np.arange(1, len(r.naive) + 1)
@@ -81,7 +80,7 @@ def timing_table(r: TimingResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def scaling_figure(r: ScalingResult, tr: Text, quantity: str) -> go.Figure:
+def scaling_figure(r: ScalingResult, tr: Text, quantity: str) -> Figure:
     """Time per call ('time') or achieved TFLOP/s ('tflops') against size on log-log axes, CPU and GPU."""
     fig = Figure()
     series = [
@@ -131,7 +130,7 @@ def scaling_table(r: ScalingResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def cudnn_figure(r: CudnnResult, tr: Text) -> go.Figure:
+def cudnn_figure(r: CudnnResult, tr: Text) -> Figure:
     """Time of every forward pass for each input-shape mode with cudnn.benchmark off and on (log scale)."""
     fig = Figure()
     colors = {"fixed": "#4c78a8", "varying": "#e45756"}
@@ -186,7 +185,7 @@ def checkpoint_caption(r: FootprintResult) -> dict[str, str]:
 
 
 @same_inputs
-def checkpoint_figure(r: FootprintResult, tr: Text) -> go.Figure:
+def checkpoint_figure(r: FootprintResult, tr: Text) -> Figure:
     """Bars: bytes kept for backward per number of checkpoint segments (and theory); red: time per training step."""
     x = [str(s) for s in r.segments]
     cuda = r.ckpt_cuda_peak_bytes is not None
@@ -216,7 +215,7 @@ def _concat(parts: Sequence[TransferResult], pick: str) -> np.ndarray:
 
 
 @same_inputs
-def transfer_figure(parts: Sequence[TransferResult], tr: Text) -> go.Figure:
+def transfer_figure(parts: Sequence[TransferResult], tr: Text) -> Figure:
     """Bandwidth (GB/s) against size: torch.tensor's copy from numpy, and on CUDA each host-device copy."""
     sizes = _concat(parts, "sizes")
     fig = Figure()
@@ -251,7 +250,7 @@ def transfer_table(parts: Sequence[TransferResult], tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def leak_figure(r: LeakResult, tr: Text) -> go.Figure:
+def leak_figure(r: LeakResult, tr: Text) -> Figure:
     """Saved bytes still held after each step, per way of adding up the loss, with one step's graph times the steps dotted."""
     fig = Figure()
     steps = r.steps
@@ -269,7 +268,7 @@ def leak_figure(r: LeakResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def leak_cuda_figure(r: LeakResult, tr: Text) -> go.Figure:
+def leak_cuda_figure(r: LeakResult, tr: Text) -> Figure:
     """On CUDA: memory_allocated and memory_reserved above the loop's start after each step, per way (MB)."""
     fig = Figure()
     assert r.cuda_allocated is not None and r.cuda_reserved is not None

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from core.charts import STORAGE_COLORS, Figure, Text, finish, trace
 from core.lessons.tensors.broadcast import BroadcastResult
@@ -45,7 +44,7 @@ def cell_text(v: float) -> str:
 
 
 @same_inputs
-def creation_figure(r: CreateResult, tr: Text) -> go.Figure:
+def creation_figure(r: CreateResult, tr: Text) -> Figure:
     """Histogram of the values against the expected counts, or the values by index when not random."""
     fig = Figure()
     if r.counts.size:
@@ -107,11 +106,10 @@ def as_panel(values: np.ndarray) -> np.ndarray:
 
 
 @same_inputs
-def grids_figure(grids: Sequence[Grid], title: str) -> go.Figure:
+def grids_figure(grids: Sequence[Grid], title: str) -> Figure:
     """Draw tensors side by side as grids of cells with their values written in.
 
-    The panels are laid out by hand (one x/y axis pair each) rather than with make_subplots,
-    which costs several times more to build for the same figure.
+    Each panel has its own x/y axis pair, laid out side by side with its own width.
     """
     n, gap = len(grids), 0.04
     width = (1 - gap * (n - 1)) / n
@@ -222,7 +220,7 @@ def layout_table(r: LayoutResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def storage_figure(r: LayoutResult, tr: Text) -> go.Figure:
+def storage_figure(r: LayoutResult, tr: Text) -> Figure:
     """Draw each storage as a strip of cells and, under it, which cells each tensor reaches.
 
     A tensor's row shows, in the cells it reaches, how many of its elements map there (more than
@@ -338,7 +336,7 @@ def reduce_table(r: ReduceResult, back: str, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def loop_figure(r: LoopResult, tr: Text) -> go.Figure:
+def loop_figure(r: LoopResult, tr: Text) -> Figure:
     """Time per call of each way (log scale), with the interquartile range of the timed blocks as error bars."""
     names = [tr(w) for w in r.ways]
     fig = Figure(
@@ -371,7 +369,7 @@ def inplace_table(r: InplaceResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def numpy_figure(r: NumpyResult, tr: Text) -> go.Figure:
+def numpy_figure(r: NumpyResult, tr: Text) -> Figure:
     """Bar chart of the median conversion time of each way, with the interquartile range."""
     ways = list(r.times_us)
     fig = Figure(

@@ -9,10 +9,10 @@ drawn in any language without this module knowing about languages.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from core.charts import BLUES, STORAGE_COLORS, Figure, Text, finish, trace
 from core.lessons.training.linreg import TRUE_B, TRUE_W, LinregResult
@@ -29,7 +29,7 @@ def frame_steps(count: int) -> list[int]:
     return sorted({int(k) for k in np.linspace(1, count, min(FRAMES, count))})
 
 
-def play_controls(tr: Text, steps: Sequence[int]) -> dict[str, object]:
+def play_controls(tr: Text, steps: Sequence[int]) -> dict[str, Any]:
     """Return the layout entries of a play/pause button and a step slider over the figure's frames."""
     play = {
         "label": "▶",
@@ -63,7 +63,7 @@ def play_controls(tr: Text, steps: Sequence[int]) -> dict[str, object]:
 
 
 @same_inputs
-def linreg_fit(r: LinregResult, step: int, tr: Text) -> go.Figure:
+def linreg_fit(r: LinregResult, step: int, tr: Text) -> Figure:
     """The 20 points, the line at iteration `step` for both updates, the true line and the least-squares line."""
     fig = Figure()
     fig.add_scatter(x=r.x, y=r.y, mode="markers", name=tr("points"), marker={"color": "#555555", "size": 8})
@@ -83,7 +83,7 @@ def linreg_fit(r: LinregResult, step: int, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def linreg_loss(r: LinregResult, threshold: float, tr: Text) -> go.Figure:
+def linreg_loss(r: LinregResult, threshold: float, tr: Text) -> Figure:
     """The loss per iteration of both updates (log scale) and the stopping threshold."""
     fig = Figure()
     fig.add_scatter(x=np.arange(len(r.loss)), y=r.loss, mode="lines", name=tr("right_step"), line={"color": RIGHT, "width": 3})
@@ -96,20 +96,20 @@ def linreg_loss(r: LinregResult, threshold: float, tr: Text) -> go.Figure:
     return finish(fig, tr("loss_title"), height=340)
 
 
-def _path_frames(paths: Sequence[tuple[np.ndarray, np.ndarray]], steps: Sequence[int], first: int) -> list[go.Frame]:
+def _path_frames(paths: Sequence[tuple[np.ndarray, np.ndarray]], steps: Sequence[int], first: int) -> list[dict[str, Any]]:
     """Return one frame per path length: traces first, first + 1, ... show each path's first k points."""
     return [
-        go.Frame(
-            name=str(k),
-            data=[trace("scatter", x=x[:k], y=y[:k]) for x, y in paths],
-            traces=list(range(first, first + len(paths))),
-        )
+        {
+            "name": str(k),
+            "data": [trace("scatter", x=x[:k], y=y[:k]) for x, y in paths],
+            "traces": list(range(first, first + len(paths))),
+        }
         for k in steps
     ]
 
 
 @same_inputs
-def linreg_surface(r: LinregResult, tr: Text) -> go.Figure:
+def linreg_surface(r: LinregResult, tr: Text) -> Figure:
     """Contours of the loss over (w, b) with the path of both updates, animated by a play button and step slider."""
     fig = Figure()
     fig.add_contour(
@@ -145,7 +145,7 @@ def linreg_surface(r: LinregResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def logreg_boundary(r: LogregResult, step: int, tr: Text) -> go.Figure:
+def logreg_boundary(r: LogregResult, step: int, tr: Text) -> Figure:
     """The two clusters and the decision boundary w·x + b = 0 at step `step`."""
     fig = Figure()
     for label, color in ((0.0, RIGHT), (1.0, PITFALL)):
@@ -166,7 +166,7 @@ def logreg_boundary(r: LogregResult, step: int, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def logreg_curves(r: LogregResult, tr: Text) -> go.Figure:
+def logreg_curves(r: LogregResult, tr: Text) -> Figure:
     """Loss (left axis) and accuracy (right axis) per step; a marker where the accuracy first reached the target."""
     steps = np.arange(len(r.loss))
     fig = Figure()
@@ -187,7 +187,7 @@ def logreg_curves(r: LogregResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def optim_paths(tr: Text, *results: OptimResult) -> go.Figure:
+def optim_paths(tr: Text, *results: OptimResult) -> Figure:
     """Contours of the surface and every optimizer's path from the start, animated by a play button and step slider."""
     first = results[0]
     z = first.surface
@@ -228,7 +228,7 @@ def optim_paths(tr: Text, *results: OptimResult) -> go.Figure:
 
 
 @same_inputs
-def optim_loss(tr: Text, *results: OptimResult) -> go.Figure:
+def optim_loss(tr: Text, *results: OptimResult) -> Figure:
     """The surface's height at each optimizer's point per step (log scale when every height is positive)."""
     fig = Figure()
     colors = (*STORAGE_COLORS, "#333333")
@@ -263,7 +263,7 @@ def optim_table(tr: Text, *results: OptimResult) -> pd.DataFrame:
 
 
 @same_inputs
-def optim_sweep(tr: Text, *results: OptimResult) -> go.Figure:
+def optim_sweep(tr: Text, *results: OptimResult) -> Figure:
     """The sweep: mean height over the last tenth of the steps against the rate, per optimizer; the best marked."""
     fig = Figure()
     colors = (*STORAGE_COLORS, "#333333")

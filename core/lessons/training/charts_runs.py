@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from core.charts import Figure, Text, finish, sci, trace
+from core.charts import Figure, Text, finish, sci, subplots, trace
 from core.lessons.training.charts import PITFALL, RIGHT  # the lesson's two colours: the right way, the pitfall
 from core.lessons.training.freeze import FreezeResult
 from core.lessons.training.repro import ReproResult
@@ -19,9 +17,9 @@ from core.memo import same_inputs
 
 
 @same_inputs
-def sched_figure(r: SchedResult, tr: Text) -> go.Figure:
+def sched_figure(r: SchedResult, tr: Text) -> Figure:
     """Top: each group's learning rate per epoch as the optimizer held it; bottom: the loss with the schedule and without."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, figure=Figure())
+    fig = subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
     epochs = np.arange(1, r.lr.shape[1] + 1)
     for k, name in enumerate(r.group_names):
         fig.add_scatter(
@@ -80,7 +78,7 @@ def freeze_table(r: FreezeResult, tr: Text) -> pd.DataFrame:
 
 
 @same_inputs
-def freeze_figure(r: FreezeResult, tr: Text) -> go.Figure:
+def freeze_figure(r: FreezeResult, tr: Text) -> Figure:
     """The largest change of every tensor since freezing (bars; frozen layers in red); an exact zero shows as no bar."""
     colors = [PITFALL if f else RIGHT for f in r.frozen]
     fig = Figure(trace("bar", x=list(r.names), y=r.max_change, marker_color=colors, text=[sci(v) for v in r.max_change]))
@@ -90,7 +88,7 @@ def freeze_figure(r: FreezeResult, tr: Text) -> go.Figure:
 
 
 @same_inputs
-def repro_figure(r: ReproResult, tr: Text) -> go.Figure:
+def repro_figure(r: ReproResult, tr: Text) -> Figure:
     """The band of losses over other seeds, and runs A and B from one seed (B dashed on top of A)."""
     steps = np.arange(1, r.loss_a.size + 1)
     fig = Figure()
