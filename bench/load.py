@@ -126,6 +126,7 @@ class Recorder:
     disconnect_codes: Counter[str] = field(default_factory=Counter)
     changes_without_control: int = 0
     changed_controls: Counter[str] = field(default_factory=Counter)
+    by_control: dict[str, list[float]] = field(default_factory=dict)  # "link · label · jump|nudge" -> move latencies
     students: list[StudentRecord] = field(default_factory=list)
     hogs: list[HogRecord] = field(default_factory=list)
     messages: int = 0
@@ -217,8 +218,9 @@ async def act(client: StreamlitClient, rng: random.Random, cfg: LoadConfig, rec:
         rec.changes_without_control += 1
         rec.add_run("rerun", await client.rerun(), client.link)
         return
-    result, widget = moved
+    result, widget, jumped = moved
     rec.changed_controls[widget.label] += 1
+    rec.by_control.setdefault(f"{client.link} · {widget.label} · {'jump' if jumped else 'nudge'}", []).append(result.seconds)
     rec.add_run("change", result, client.link)
 
 
@@ -587,6 +589,7 @@ def build_report(
         "error_alert_samples": [text for text, _ in rec.error_alert_samples.most_common(5)],
         "changes_without_control": rec.changes_without_control,
         "changed_controls": dict(rec.changed_controls.most_common()),
+        "change_by_control": {k: latency_stats(xs) for k, xs in sorted(rec.by_control.items())},
         "throughput": throughput(cfg, rec, wall),
         "messages": {"received": rec.messages, "mib": round(rec.bytes / 2**20, 1), "cache_refs": rec.cache_refs},
         "server": {"series": series, "summary": summary_of(series)},
@@ -654,6 +657,12 @@ def print_report(r: dict[str, Any]) -> None:
         if s["n"]
     ]
     print_table("Latency by link (ms)", ["link", "action", "n", "p50", "p95", "max"], by_link)
+    slowest = sorted(r["change_by_control"].items(), key=lambda kv: -(kv[1]["p95_ms"] or 0))[:12]
+    print_table(
+        "Slowest controls to move (ms; jump = to a random allowed value, nudge = a step or two)",
+        ["link · control · move", "n", "p50", "p95", "max"],
+        [[k, s["n"], s["p50_ms"], s["p95_ms"], s["max_ms"]] for k, s in slowest],
+    )
     t = r["throughput"]
     print(
         f"\nActions (reruns + changes) per second after the ramp ({t['window_s']} s): asked {t['asked_per_s']} "

@@ -458,8 +458,8 @@ class StreamlitClient:
         """Rerun the page (the student presses R or the app reruns itself); return the run, timed from the send."""
         return await self._timed_run(())
 
-    async def change(self, rng: random.Random, jump_share: float = 1.0) -> tuple[RunResult, NumericWidget] | None:
-        """Move one random numeric control and return the run it caused, or None if the page shows none.
+    async def change(self, rng: random.Random, jump_share: float = 1.0) -> tuple[RunResult, NumericWidget, bool] | None:
+        """Move one random numeric control; return the run it caused, the control and whether it jumped (None: no control).
 
         With probability `jump_share` the control goes to a random allowed value; otherwise it is
         nudged one or two steps from where this student last put it, as a student exploring does.
@@ -471,7 +471,7 @@ class StreamlitClient:
         state = widget.random_state(rng) if jump else widget.nudged_state(rng, self.moved.get(widget.id))
         self.moved[widget.id] = _values_of(state, widget)
         result = await self._timed_run((state,), widget.fragment_id)
-        return result, widget
+        return result, widget, jump
 
     async def close(self) -> None:
         """Close the websocket (the student closes the tab)."""
