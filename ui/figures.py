@@ -2,8 +2,9 @@
 
 st.plotly_chart calls `to_dict()` on every figure it is given, on every rerun: a copy that also
 encodes each array (3–4 ms for an init signal chart when charts were plotly objects, about a sixth
-of a cached rerun of that page; 0.3 ms as core.charts builds them now). st.dataframe converts a pandas DataFrame to an Arrow table on every rerun in the same way
-(pandas→Arrow was 6% of the server's time under 50 students). Chart and table builders hand back
+of a cached rerun of that page; 0.3 ms as core.charts builds them now). st.dataframe converts a
+pandas DataFrame to an Arrow table on every rerun in the same way (pandas→Arrow was 6% of the
+server's time under 50 students). Chart and table builders hand back
 the very same object while their inputs are the same (core.memo), so the converted form is kept
 beside the object, for as long as it lives, and handed over as it is. Figures and tables are
 shared by every student and never changed once built; Streamlit only serialises what it is given.
