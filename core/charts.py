@@ -183,10 +183,10 @@ def subplots(
         if shared_xaxes and row < rows:
             fig.layout[f"xaxis{suffix}"] |= {"matches": f"x{axis_suffix(rows, col)}", "showticklabels": False}
         if n <= len(subplot_titles):
-            title = {"text": subplot_titles[n - 1], "x": x0 + width / 2, "y": y0 + height, "font": {"size": 16}}
-            fig.layout.setdefault("annotations", []).append(
-                title | {"xref": "paper", "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False}
-            )
+            title = {"text": subplot_titles[n - 1], "font": {"size": 16}, "showarrow": False}
+            x = {"xref": "paper", "x": x0 + width / 2, "xanchor": "center"}
+            y = {"yref": "paper", "y": y0 + height, "yanchor": "bottom"}
+            fig.layout.setdefault("annotations", []).append(title | x | y)
     return fig
 
 

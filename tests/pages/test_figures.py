@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import itertools
 import json
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -79,24 +80,18 @@ def test_lines_subplots_and_magic_underscores_come_out_as_plotlys_own_calls_make
         finish(fig, "lines")
     assert json.loads(sent(figures.specified(ours))) == json.loads(sent(theirs))
 
-    grids = [
-        (
-            subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08),
-            make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08),
-        ),
-        (
-            subplots(rows=1, cols=3, subplot_titles=["a", "b", "c"], horizontal_spacing=0.04),
-            make_subplots(rows=1, cols=3, subplot_titles=["a", "b", "c"], horizontal_spacing=0.04),
-        ),
+    grids: list[dict[str, Any]] = [
+        {"rows": 2, "cols": 1, "shared_xaxes": True, "vertical_spacing": 0.08},
+        {"rows": 1, "cols": 3, "subplot_titles": ["a", "b", "c"], "horizontal_spacing": 0.04},
     ]
-    for ours, theirs in grids:
-        rows, cols = (2, 1) if len(ours.layout) == 4 else (1, 3)
+    for grid in grids:
+        ours, theirs = subplots(**grid), make_subplots(**grid)
         for fig in (ours, theirs):
-            for row, col in itertools.product(range(1, rows + 1), range(1, cols + 1)):
+            for row, col in itertools.product(range(1, grid["rows"] + 1), range(1, grid["cols"] + 1)):
                 fig.add_scatter(x=[row], y=[col], row=row, col=col)
                 fig.update_yaxes(title_text=f"{row}{col}", row=row, col=col)
             fig.update_xaxes(dtick=1)
-        assert rounded(json.loads(sent(figures.specified(ours)))) == rounded(json.loads(sent(theirs)))
+        assert rounded(json.loads(sent(figures.specified(ours)))) == rounded(json.loads(sent(theirs))), grid
     with pytest.raises(ValueError, match="no subplot"):
         Figure().add_scatter(x=[1], y=[1], row=1, col=2)
 
