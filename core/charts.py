@@ -1,8 +1,9 @@
-"""The shared chart base: the `Text` translator type, `finish`, the palette, number formatters, one shared figure.
+"""The shared chart base: `Figure` and `subplots`, the `Text` translator type, `finish`, the palette, formatters.
 
-Each lesson's pure builders live in `core/lessons/<slug>/charts.py`: experiment result in, plotly
-Figure or pandas DataFrame out. Every builder takes `tr`, a function from a text key to the words
-to show, so the same figure is drawn in any language without the builder knowing about languages.
+Each lesson's pure builders live in `core/lessons/<slug>/charts.py`: experiment result in, a
+`Figure` (plotly.js's specification, built as dicts) or pandas DataFrame out. Every builder takes
+`tr`, a function from a text key to the words to show, so the same figure is drawn in any language
+without the builder knowing about languages.
 """
 
 from __future__ import annotations
