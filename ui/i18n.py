@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import re
 import string
+import threading
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 LESSONS = Path(__file__).resolve().parent.parent / "lessons"
 LANGS = {"en": "English", "zh": "简体中文"}
@@ -48,10 +50,29 @@ class _Lenient(dict[str, Any]):
         return "{" + key + "}"
 
 
+# The language of the script run going on in this thread, as (its run context, language). A page asks
+# for it through t() a hundred times a run, and each st.session_state read costs a lock and a lookup
+# (7% of the server's script time under a class's load). It can only change where choose_language
+# and _switched set it, which start every full run; a fragment's rerun keeps the page's language.
+_RUN = threading.local()
+
+
 def lang() -> str:
     """Return the language of this session ('en' or 'zh')."""
+    ctx = get_script_run_ctx(suppress_warning=True)
+    known = getattr(_RUN, "lang", None)
+    if ctx is not None and known is not None and known[0] is ctx:
+        return str(known[1])
     value = st.session_state.get("lang")
-    return value if value in LANGS else DEFAULT
+    value = value if value in LANGS else DEFAULT
+    _remember(value)
+    return value
+
+
+def _remember(value: str) -> None:
+    """Note the language of the script run going on in this thread (see _RUN)."""
+    ctx = get_script_run_ctx(suppress_warning=True)
+    _RUN.lang = (ctx, value) if ctx is not None else None
 
 
 def t(key: str, default: str | None = None, **values: Any) -> str:
@@ -88,6 +109,7 @@ def choose_language() -> str:
     if st.session_state.get("lang") not in LANGS:
         wanted = st.query_params.get("lang")
         st.session_state["lang"] = wanted if wanted in LANGS else from_locale(st.context.locale)
+    _remember(st.session_state["lang"])
     st.session_state["lang_switch"] = st.session_state["lang"]
     st.sidebar.selectbox(
         "Language · 语言", options=list(LANGS), format_func=LANGS.__getitem__, key="lang_switch", on_change=_switched
@@ -99,6 +121,7 @@ def choose_language() -> str:
 
 def _switched() -> None:
     st.session_state["lang"] = st.session_state["lang_switch"]
+    _remember(st.session_state["lang"])
 
 
 @functools.cache

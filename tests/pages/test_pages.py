@@ -194,6 +194,10 @@ def test_language_follows_browser_locale_unless_the_link_says_otherwise() -> Non
     at.switch_page(PAGES[0])
     at.run()
     assert at.session_state["lang"] == "zh" and HAN.search(at.title[0].value)
+    at.selectbox(key="lang_switch").select("en")
+    at.run()
+    assert at.session_state["lang"] == "en" and not HAN.search(at.title[0].value)
+    assert not any(HAN.search(m.value) for m in at.markdown)
 
 
 def test_unknown_tab_in_the_link_opens_the_first_one() -> None:
