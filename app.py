@@ -3,6 +3,7 @@
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
+from core.heap import freeze_loaded
 from core.lessons import LESSONS
 from ui.classroom import apply_link, restore_seat, seat_box, start_heartbeat, teacher_visibility
 from ui.i18n import choose_language, lang, t
@@ -38,4 +39,5 @@ rate_notice()
 apply_link()  # a teacher's signed link: its hidden and locked controls, before the page draws them
 rerun_on_reconnect()
 start_heartbeat()  # once per process: this replica's counters to the classroom database
+freeze_loaded()  # once per process: full garbage collections skip what start-up loaded (core.heap)
 page.run()

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from core.experiment import ExperimentError, RunContext
+from core.heap import freeze_loaded
 from core.params import InvalidParams
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: workers import core from here
@@ -277,6 +278,7 @@ def serve(conn: multiprocessing.connection.Connection, threads: int) -> None:
 
     torch.set_num_threads(threads)
     importlib.import_module("core.lessons")  # every lesson's experiments, ready before the first run
+    freeze_loaded()  # full collections during a run skip torch and the lessons (core.heap)
     tasks: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
     stop = threading.Event()
     send_lock = threading.Lock()
