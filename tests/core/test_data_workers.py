@@ -153,16 +153,20 @@ def test_pin_memory_without_a_gpu_is_ignored_and_torch_says_so() -> None:
 
 
 def test_waiting_items_overlap_in_two_workers() -> None:
-    """Items that sleep leave the core free: two persistent workers roughly double samples/s (theory: 2x)."""
-    parts = [
-        run_cpu(data_workers.WORKERS.run, replace(data_workers.TWO_WORKERS.params, workers=(w,)))
-        for w in data_workers.TWO_WORKERS.params.workers
-    ]
-    r = data_workers.combine(parts)
+    """Items that sleep leave the core free: two persistent workers roughly double samples/s (theory: 2x).
+
+    Each worker count runs twice, alternately, and the faster of its two runs counts: the suite's
+    other tests share the machine, and a run that a neighbour starved (once: 1.01x under `make test`)
+    says nothing about the loader.
+    """
+    settings = [replace(data_workers.TWO_WORKERS.params, workers=(w,)) for w in data_workers.TWO_WORKERS.params.workers]
+    rounds = [[run_cpu(data_workers.WORKERS.run, p) for p in settings] for _ in range(2)]
+    best = [max(runs, key=lambda part: float(part.samples_per_s[0, -1])) for runs in zip(*rounds, strict=True)]
+    r = data_workers.combine(best)
     assert r.workers.tolist() == [0, 2]
     ratio = data_workers.speedup(r, 2)
     assert 1.3 < ratio < 2.6, ratio  # 2 in theory; a shared, busy test machine loses some of it
-    assert data_workers.TWO_WORKERS.answer(parts) == "speedup_2x"
+    assert data_workers.TWO_WORKERS.answer(best) == "speedup_2x"
 
 
 # --------------------------------------------------------------------------------------------
