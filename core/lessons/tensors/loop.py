@@ -163,11 +163,13 @@ def _slower_by_100(r: LoopResult) -> str:
     return "over_100x" if r.speedup("tensor_loop") > 100 else "under_100x"
 
 
-# 1,000 elements: each loop step costs microseconds of dispatch, the vectorised sum a few nanoseconds per element.
+# 10,000 elements (the default n): each loop step costs microseconds of dispatch, the vectorised sum a fraction of a
+# nanosecond per element. The ratio is ~10,000x on one core, so the answer survives a vectorised timing slowed 100-fold
+# by a busy CPU (at 1,000 elements it was ~1,200x, and a starved run once measured under 100x).
 LOOP_FACTOR = Prediction(
     "loop_factor",
     LOOP,
-    LoopParams(n=1000),
+    LoopParams(n=10_000),
     options=("under_100x", "over_100x"),
     answer=_slower_by_100,
     question="loop.predict_q",
