@@ -65,13 +65,13 @@ def lang() -> str:
         return str(known[1])
     value = st.session_state.get("lang")
     value = value if value in LANGS else DEFAULT
-    _remember(value)
+    _remember(value, ctx)
     return value
 
 
-def _remember(value: str) -> None:
-    """Note the language of the script run going on in this thread (see _RUN)."""
-    ctx = get_script_run_ctx(suppress_warning=True)
+def _remember(value: str, ctx: Any = None) -> None:
+    """Note the language of the script run going on in this thread (ctx: its run context, when the caller has it)."""
+    ctx = ctx if ctx is not None else get_script_run_ctx(suppress_warning=True)
     _RUN.lang = (ctx, value) if ctx is not None else None
 
 
