@@ -17,7 +17,13 @@ Shared runs go in the order of their due time, arrival plus the run's estimated 
 due first): a short run is not stuck behind a long one that arrived just before it, and a long run
 is overtaken only by runs that arrive before its own estimated length has passed, so none starves.
 (Under a class's load, first come, first served put every quick change behind the few 10-second
-runs that random slider jumps start: changes to cheap experiments waited a median 20 s.)
+runs that random slider jumps start: changes to cheap experiments waited a median 20 s.) For the
+same reason a long run (estimated LONG_SECONDS or more, up to ~15 s within the work budget) may fill
+every slot but one: two of them would otherwise hold both slots of a 2-core host while every quick
+change waits.
+
+Within a process, one waiting thread at a time reads the folder on behalf of all the process's
+waiting runs and starts those that may start (see DeviceGate._wait_turn).
 """
 
 from __future__ import annotations
@@ -38,11 +44,12 @@ from pathlib import Path
 SHARED, EXCLUSIVE = "s", "x"
 WAITING, RUNNING = "w", "r"
 STALE_CHECK_SECONDS = 0.5  # how often a waiting process looks for tickets whose owner died
-# A waiter re-checks first after the short, at most after the long interval; a run that ends in this
-# process wakes its waiters at once, so the long interval only delays hand-overs between processes.
-# (Polling every 25 ms, 50 waiting students queued on the folder's mutex: half the samples of a profile.)
-POLL_SECONDS = (0.005, 0.1)
+# How often a process re-reads the folder for its waiting runs: first after the short interval, backing
+# off to the long one while nothing moves; a run that ends in this process triggers a reading at once,
+# so the long interval only delays hand-overs between processes.
+POLL_SECONDS = (0.005, 0.05)
 MAX_ESTIMATE_SECONDS = 3600.0  # a run's estimate never puts it further back than this
+LONG_SECONDS = 1.0  # a shared run estimated this long or longer is long: long runs leave one slot to the others
 
 
 class OwnerBusy(Exception):
@@ -76,6 +83,11 @@ class Ticket:
         return cls(int(parts[0]), int(parts[1]), parts[2], parts[3], parts[4], parts[5])
 
     @property
+    def long(self) -> bool:
+        """Return whether the run is estimated to take LONG_SECONDS or more."""
+        return self.due - self.arrival >= LONG_SECONDS * 1e9
+
+    @property
     def order(self) -> tuple[int, int]:
         """Return the key shared runs are admitted by: earliest due first, then earliest arrival."""
         return self.due, self.arrival
@@ -99,7 +111,20 @@ class Snapshot:
             bar = max(me.arrival, self.last_exclusive_end)
             return not running and first == me and not any(t.kind == SHARED and t.arrival < bar for t in waiting)
         eligible = sorted((t for t in waiting if t.kind == SHARED and not self._held_back(t, waiting)), key=lambda t: t.order)
-        return me in eligible and eligible.index(me) < slots - len(running)
+        free = slots - len(running)
+        # Long runs may fill every slot but one, so a quick run always finds a slot within one quick run's time.
+        long_free = slots - 1 - sum(1 for t in running if t.long) if slots > 1 else slots
+        for t in eligible:
+            if free <= 0:
+                return False
+            if t.long:
+                if long_free <= 0:
+                    continue
+                long_free -= 1
+            if t == me:
+                return True
+            free -= 1
+        return False
 
     def _held_back(self, shared: Ticket, waiting: list[Ticket]) -> bool:
         """A shared ticket waits for an exclusive one that came first, unless an exclusive run ended since."""
@@ -125,9 +150,15 @@ class DeviceGate:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._mutex_fd = os.open(self.folder / "mutex", os.O_RDWR | os.O_CREAT, 0o666)
         self._mutex = threading.Lock()  # flock is per open file; threads of one process take turns first
-        self._changed = threading.Condition()  # wakes this process's waiters when one of its tickets leaves
-        self._mine: set[str] = set()  # tokens of this process's tickets: never stale
+        self._mine: set[str] = set()  # tokens of this process's tickets: never stale (changed under the mutex)
         self._last_stale_check = 0.0
+        # This process's waiters share one reader of the folder (see _wait_turn). Under _changed:
+        self._changed = threading.Condition()
+        self._tickets: dict[str, Ticket] = {}  # token -> this process's ticket as it is named now
+        self._positions: dict[str, int] = {}  # token -> place in the queue, for the tickets still waiting
+        self._polling = False  # a thread of this process is reading the folder for all of them
+        self._next_poll = 0.0  # monotonic time of the next reading (0: at once)
+        self._pause = POLL_SECONDS[0]
 
     @contextmanager
     def hold(
@@ -147,11 +178,10 @@ class DeviceGate:
         """
         ticket, fd = self._enter(EXCLUSIVE if exclusive else SHARED, owner, 0.0 if exclusive else seconds)
         try:
-            self._wait_turn(ticket, on_wait)
-            ticket = self._rename(ticket, RUNNING)
+            self._wait_turn(ticket.token, on_wait)
             yield
         finally:
-            self._leave(ticket, fd)
+            self._leave(ticket.token, fd)
 
     def waiting(self) -> int:
         """Return how many runs are queued right now, in every process."""
@@ -174,38 +204,86 @@ class DeviceGate:
             fd = os.open(self.folder / ticket.name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._mine.add(ticket.token)
+        with self._changed:
+            self._tickets[ticket.token] = ticket
+            self._positions[ticket.token] = 0
+            self._next_poll = 0.0
         return ticket, fd
 
-    def _wait_turn(self, ticket: Ticket, on_wait: Callable[[int], None] | None) -> None:
-        pause, last_position = POLL_SECONDS[0], 0
+    def _wait_turn(self, token: str, on_wait: Callable[[int], None] | None) -> None:
+        """Return once the ticket runs. One waiting thread of the process at a time reads the folder for all.
+
+        (Each waiter reading the folder itself, 60 queued runs under 150 students made ~600 readings a
+        second, each under the folder's flock while its thread also waited for its process's GIL: the
+        hand-overs stalled and the queue grew to 20 s.)
+        """
+        last_position = 0
         while True:
+            poll = False
+            with self._changed:
+                while True:
+                    if self._tickets[token].state == RUNNING:
+                        return
+                    position = self._positions[token]
+                    if on_wait is not None and position != last_position:
+                        break
+                    if self._polling:
+                        self._changed.wait(POLL_SECONDS[1])
+                        continue
+                    wait = self._next_poll - time.monotonic()
+                    if wait <= 0:
+                        self._polling = poll = True
+                        break
+                    self._changed.wait(wait)
+            if poll:
+                self._poll()
+            elif on_wait is not None:
+                on_wait(position)  # may raise: hold() then withdraws the ticket
+                last_position = position
+
+    def _poll(self) -> None:
+        """Read the folder once, start every waiting ticket of this process that may start, note the others' places."""
+        admitted = False
+        try:
             with self._locked():
                 self._drop_stale()
                 snapshot = self._read()
-                if snapshot.admissible(ticket, self.slots):
-                    return
-                position = snapshot.position(ticket)
-            if on_wait is not None and position != last_position:
-                on_wait(position)
-                last_position = position
+                with self._changed:
+                    waiting = [t for t in snapshot.tickets if t.token in self._positions and t.state == WAITING]
+                for ticket in sorted(waiting, key=lambda t: t.order):
+                    if snapshot.admissible(ticket, self.slots):
+                        running = Ticket(ticket.arrival, ticket.due, ticket.kind, RUNNING, ticket.owner, ticket.token)
+                        os.rename(self.folder / ticket.name, self.folder / running.name)
+                        others = tuple(t for t in snapshot.tickets if t.token != ticket.token)
+                        snapshot = Snapshot((*others, running), snapshot.last_exclusive_end)
+                        admitted = True
+                        with self._changed:
+                            self._tickets[ticket.token] = running
+                            self._positions.pop(ticket.token, None)
+                with self._changed:
+                    for ticket in waiting:
+                        if ticket.token in self._positions:
+                            self._positions[ticket.token] = snapshot.position(ticket)
+        finally:
             with self._changed:
-                self._changed.wait(pause)
-            pause = min(2 * pause, POLL_SECONDS[1])
+                self._polling = False
+                # Back off while nothing moves; a run that ends in this process sets _next_poll to 0.
+                self._pause = POLL_SECONDS[0] if admitted else min(2 * self._pause, POLL_SECONDS[1])
+                self._next_poll = time.monotonic() + self._pause
+                self._changed.notify_all()
 
-    def _rename(self, ticket: Ticket, state: str) -> Ticket:
-        renamed = Ticket(ticket.arrival, ticket.due, ticket.kind, state, ticket.owner, ticket.token)
-        with self._locked():
-            os.rename(self.folder / ticket.name, self.folder / renamed.name)
-        return renamed
-
-    def _leave(self, ticket: Ticket, fd: int) -> None:
-        with self._locked():
+    def _leave(self, token: str, fd: int) -> None:
+        with self._locked():  # _poll renames this process's tickets under the folder's mutex only
+            with self._changed:
+                ticket = self._tickets.pop(token)
+                self._positions.pop(token, None)
             if ticket.kind == EXCLUSIVE and ticket.state == RUNNING:
                 (self.folder / "last_exclusive_end").write_text(str(time.monotonic_ns()))
             (self.folder / ticket.name).unlink(missing_ok=True)
             self._mine.discard(ticket.token)
             os.close(fd)
         with self._changed:
+            self._next_poll, self._pause = 0.0, POLL_SECONDS[0]
             self._changed.notify_all()
 
     # -- the folder ------------------------------------------------------------------------------

@@ -167,6 +167,89 @@ def test_shared_runs_go_by_due_time_so_a_long_run_is_overtaken_only_until_its_es
     assert Ticket.parse(long.name) == long and Ticket.parse("1.s.w.-.x") is None
 
 
+def test_long_runs_leave_one_slot_to_quick_runs() -> None:
+    # Two slots, one long run (estimate >= LONG_SECONDS) running: the next long run waits even though it is due
+    # first, and a quick run behind it takes the free slot; with one slot there is no second lane to keep.
+    running = _ticket(0.0, 8.0, state=RUNNING)
+    long = _ticket(1.0, 2.0)
+    quick = _ticket(2.9, 0.3)  # due at 3.2 s, after the long run (3 s)
+    snapshot = Snapshot((running, long, quick), 0)
+    assert long.long and not quick.long and long.order < quick.order
+    assert not snapshot.admissible(long, slots=2) and snapshot.admissible(quick, slots=2)
+    assert snapshot.admissible(long, slots=3) and snapshot.admissible(quick, slots=3)  # three slots: two may run long
+    idle = Snapshot((long, quick), 0)
+    assert idle.admissible(long, slots=2) and idle.admissible(quick, slots=2)
+    assert Snapshot((long,), 0).admissible(long, slots=1)
+    assert not Snapshot((running, long), 0).admissible(long, slots=1)
+    # A quick run that is not first still counts the long one that goes before it.
+    second_long = _ticket(0.5, 2.0)  # due at 2.5 s, before the other long run
+    assert Snapshot((second_long, long, quick), 0).admissible(quick, slots=2)
+    assert not Snapshot((second_long, long, quick), 0).admissible(long, slots=2)
+
+
+class CountingGate(DeviceGate):
+    """A gate that counts its readings of the folder."""
+
+    reads = 0
+
+    def _read(self) -> Snapshot:
+        self.reads += 1
+        return super()._read()
+
+
+def test_one_thread_reads_the_folder_for_all_waiters_of_a_process(tmp_path: Path) -> None:
+    # Many queued runs must not multiply the readings of the folder (each is taken under its flock):
+    # over the same time, 30 waiters cause about as many readings as one.
+    def readings_while_waiting(gate: CountingGate, waiters: int) -> int:
+        holder, release = hold_in_thread(gate)
+        done = threading.Event()
+
+        def wait_once() -> None:
+            with gate.hold():
+                pass
+            done.set()
+
+        threads = [threading.Thread(target=wait_once) for _ in range(waiters)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: gate.waiting() == waiters)
+        before = gate.reads
+        time.sleep(0.5)
+        during = gate.reads - before
+        release.set()
+        for thread in [holder, *threads]:
+            thread.join(10)
+        assert done.is_set() and gate.waiting() == 0
+        return during
+
+    one = readings_while_waiting(CountingGate(slots=1, folder=tmp_path / "one"), 1)
+    many = readings_while_waiting(CountingGate(slots=1, folder=tmp_path / "many"), 30)
+    assert one > 0 and many < 3 * one, (one, many)
+
+
+def test_many_waiters_all_run_and_never_more_than_the_slots_at_once(tmp_path: Path) -> None:
+    gate = DeviceGate(slots=2, folder=tmp_path)
+    lock = threading.Lock()
+    now = [0]
+    most = [0]
+    finished = []
+
+    def run(i: int) -> None:
+        with gate.hold(seconds=0.001 * (i % 7)):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(0.002)
+            with lock:
+                now[0] -= 1
+                finished.append(i)
+
+    with ThreadPoolExecutor(40) as pool:
+        list(pool.map(run, range(120)))
+    assert sorted(finished) == list(range(120)) and most[0] <= 2 and gate.waiting() == 0
+    assert not [n for n in os.listdir(tmp_path) if Ticket.parse(n)]
+
+
 def _hold_in_child(folder: str, exclusive: bool, entered: str, release: str) -> None:
     gate = DeviceGate(slots=1, folder=folder)
     with gate.hold(exclusive=exclusive):
