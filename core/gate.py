@@ -213,9 +213,9 @@ class DeviceGate:
     def _wait_turn(self, token: str, on_wait: Callable[[int], None] | None) -> None:
         """Return once the ticket runs. One waiting thread of the process at a time reads the folder for all.
 
-        (Each waiter reading the folder itself, 60 queued runs under 150 students made ~600 readings a
-        second, each under the folder's flock while its thread also waited for its process's GIL: the
-        hand-overs stalled and the queue grew to 20 s.)
+        (When each waiting run read the folder itself, every 5-100 ms, under the folder's flock and
+        competing for its process's GIL, 60 queued runs stalled the hand-overs: under 150-200 students
+        a run that could start waited seconds to notice, and the queue grew to 20 s.)
         """
         last_position = 0
         while True:
