@@ -527,6 +527,9 @@ def _check_next_change_runs(page: Page) -> None:
     The page was already rerun on r0 when the websocket reconnected (ui.session.rerun_on_reconnect),
     so r0's new session knows the page and the change is not undone by seeding from the URL.
     """
+    # Type only once the rerun on r0 has finished: a run finishing between fill and Enter redraws the box,
+    # which then holds "6" without knowing it was edited, and Enter applies nothing (a CI run, 60 s).
+    page.wait_for_function(IDLE_JS)
     box = page.get_by_role("textbox", name="Shape of b", exact=True)
     box.fill("6")
     page.evaluate(WATCH_RUNS_JS)
