@@ -266,6 +266,20 @@ def test_the_notes_parameter_groups() -> None:
     np.testing.assert_allclose(r.lr[:, 5], [0.0001, 0.001])  # the scheduler scales every group
 
 
+@pytest.mark.parametrize("language, words", [("en", "all layers"), ("zh", "全部层")])
+def test_one_group_is_named_in_the_pages_language(language: str, words: str) -> None:
+    from core.lessons.training import charts_runs as runs_charts
+    from ui.panels import charts_text_in
+
+    tr = charts_text_in(language, "train_sched")
+    r = run_cpu(train_sched.run, SchedParams(groups=False, epochs=10))
+    legend = [trace["name"] for trace in runs_charts.sched_figure(r, tr).to_dict()["data"]]
+    assert legend[0] == f"lr ({words})"
+    assert runs_charts.sched_groups(r, tr)[tr("layers")].tolist() == [words]
+    split = run_cpu(train_sched.run, SchedParams(groups=True, epochs=10))
+    assert runs_charts.sched_groups(split, tr)[tr("layers")].tolist() == ["fc1", "fc2"]  # layer names are code
+
+
 # --------------------------------------------------------------------------------------------
 # Freezing
 

@@ -12,8 +12,13 @@ from core.charts import Figure, Text, finish, sci, subplots, trace
 from core.lessons.training.charts import PITFALL, RIGHT  # the lesson's two colours: the right way, the pitfall
 from core.lessons.training.freeze import FreezeResult
 from core.lessons.training.repro import ReproResult
-from core.lessons.training.sched import SchedResult
+from core.lessons.training.sched import ALL_LAYERS, SchedResult
 from core.memo import same_inputs
+
+
+def group_label(name: str, tr: Text) -> str:
+    """Return how a parameter group is named on the page: its layers (fc1, fc2: code), or "all" in the page's words."""
+    return tr("all_layers") if name == ALL_LAYERS else name
 
 
 @same_inputs
@@ -26,7 +31,7 @@ def sched_figure(r: SchedResult, tr: Text) -> Figure:
             x=epochs,
             y=r.lr[k],
             mode="lines+markers",
-            name=f"lr ({name})",
+            name=f"lr ({group_label(name, tr)})",
             row=1,
             col=1,
             line={"color": ("#b279a2", "#54a24b")[k], "shape": "hv"},
@@ -48,7 +53,7 @@ def sched_groups(r: SchedResult, tr: Text) -> pd.DataFrame:
     return pd.DataFrame(
         {
             tr("group"): list(range(len(r.group_names))),
-            tr("layers"): list(r.group_names),
+            tr("layers"): [group_label(name, tr) for name in r.group_names],
             "lr": [f"{v:g}" for v in r.group_lr],
             "momentum": [f"{v:g}" for v in r.group_momentum],
         }

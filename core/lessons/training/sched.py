@@ -39,6 +39,7 @@ SCHEDULERS = (
 N, FEATURES, HIDDEN, BATCH = 256, 10, 16, 64  # 4 minibatches per epoch
 STEP_WORK = 5_000_000  # one minibatch step, evaluation and scheduler included: mostly Python and dispatch (bench.work)
 ORDER_WARNING = "lr_scheduler.step()"  # what torch's warning about the call order contains
+ALL_LAYERS = "all"  # the one parameter group's name when the layers are not split into groups (translated on the page)
 # catch_warnings swaps process-wide state: two runs of this module must not interleave it.
 _WARNINGS_LOCK = threading.Lock()
 # Each scheduler's constructor as the script writes it; {p} fields come from the params.
@@ -214,7 +215,7 @@ def run(p: SchedParams, ctx: RunContext) -> SchedResult:
     lrs, loss, warning, groups = train(p, ctx, X, y, scheduled=True)
     ctx.progress(1, 2)
     _, baseline, _, _ = train(p, ctx, X, y, scheduled=False)
-    names = ("fc1", "fc2") if p.groups else ("all",)
+    names = ("fc1", "fc2") if p.groups else (ALL_LAYERS,)
     return SchedResult(lrs, loss, baseline, warning, names, np.array([g[0] for g in groups]), np.array([g[1] for g in groups]))
 
 
