@@ -232,7 +232,7 @@ def execute(
             generator = torch.Generator(device=device).manual_seed(seed)
             deadline = time.monotonic() + config.run_seconds
             ctx = RunContext(device, generator, deadline, max_bytes, on_progress, config.run_seconds, stop)
-            return _run_guarded(run_fn, params, ctx)
+            return run_guarded(run_fn, params, ctx)
     except OwnerBusy:
         raise ExperimentError("one_queued") from None
     finally:
@@ -264,7 +264,7 @@ def close_pools() -> None:
         pool.close()
 
 
-def _run_guarded(run_fn: Callable[[P, RunContext], R], params: P, ctx: RunContext) -> R:
+def run_guarded(run_fn: Callable[[P, RunContext], R], params: P, ctx: RunContext) -> R:
     """Run; turn torch's RuntimeError and out-of-memory errors into ExperimentError after freeing memory."""
     failure: ExperimentError | None = None
     try:

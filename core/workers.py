@@ -274,7 +274,7 @@ def serve(conn: multiprocessing.connection.Connection, threads: int) -> None:
     A reader thread takes the server's messages: tasks go to the main thread, "stop" sets the
     running task's flag (its run reads it through ctx.stop_requested()).
     """
-    from core.runner import _run_guarded  # the server's own guard: torch's errors become ExperimentError
+    from core.runner import run_guarded  # the same guard as a run in the server: torch's errors become ExperimentError
 
     torch.set_num_threads(threads)
     importlib.import_module("core.lessons")  # every lesson's experiments, ready before the first run
@@ -315,7 +315,7 @@ def serve(conn: multiprocessing.connection.Connection, threads: int) -> None:
                 task.seconds,
                 stop,
             )
-            outcome: tuple[str, Any] = ("result", _run_guarded(run_fn, task.params, ctx))
+            outcome: tuple[str, Any] = ("result", run_guarded(run_fn, task.params, ctx))
         except ExperimentError as e:
             outcome = ("experiment_error", (e.key, e.info))
         except InvalidParams as e:
