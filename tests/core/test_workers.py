@@ -4,8 +4,11 @@ Stop, errors carried back as the page would meet them, and a worker that dies or
 The run functions below are module-level so that a worker can import them by name, as it imports a lesson's.
 """
 
+import contextlib
 import dataclasses
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -169,3 +172,58 @@ def test_a_page_rerun_while_waiting_leaves_the_worker_to_finish_and_serve_again(
         assert pool.run(short)["done"] == 2  # the abandoned run was told to stop and its worker serves again
     finally:
         pool.close()
+
+
+SERVER_THAT_DIES = """
+import threading, time
+from core.workers import Task, WorkerPool
+from tests.core.test_workers import Steps
+pool = WorkerPool(2, threads=1)
+long = Task("tests.core.test_workers", "counted", Steps(n=60000), 0, "cpu", 1 << 20, 900.0)  # 10 minutes of steps
+going = threading.Event()
+threading.Thread(target=pool.run, args=(long, lambda f: going.set()), daemon=True).start()  # going when the server dies
+going.wait()
+pool.run(Task("tests.core.test_workers", "counted", Steps(n=1), 0, "cpu", 1 << 20, 60.0))  # a second worker, idle after
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def live(pid: int) -> bool:
+    """Return whether pid is a process that has not exited (a zombie waiting for its reaper has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def children_of(pid: int) -> set[int]:
+    """Return the pids whose parent is pid, read from /proc."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.add(int(entry.name))
+    return found
+
+
+def test_workers_end_when_their_server_is_killed() -> None:
+    """A server killed with SIGKILL (the kernel's OOM killer, a crashed replica) leaves no worker behind:
+    an idle worker and one in the middle of a run both end once their socket closes."""
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    server = subprocess.Popen([sys.executable, "-c", SERVER_THAT_DIES], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready"
+        workers_then = children_of(server.pid)
+        assert len(workers_then) == 2
+    finally:
+        server.kill()
+        server.wait()
+    deadline = time.monotonic() + 120  # a wait for an event, not a speed limit: the interrupted run had minutes to go
+    while any(live(pid) for pid in workers_then) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(live(pid) for pid in workers_then), f"workers left running: {[p for p in workers_then if live(p)]}"
