@@ -30,6 +30,7 @@ import random
 import resource
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,7 @@ ACTIONS: Final = ("load", "rerun", "change")
 REPLICA_COOKIE: Final = "torchlab_replica"
 SERVER_START_S: Final = 120.0
 RECONNECT_DELAY_S: Final = (0.5, 2.0)  # like the frontend's first reconnect backoff window
+RSS_WINDOW_S: Final = 60.0  # the RSS trend's window
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES: Final = os.sysconf("SC_PAGE_SIZE")
 
@@ -303,6 +305,7 @@ class ProcSample:
     cpu_seconds: float
     threads: int
     pids: int
+    roots_rss_bytes: int = 0  # the sampled processes alone, without their children (a server without its workers)
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -333,7 +336,7 @@ def process_tree(roots: Sequence[int]) -> list[int]:
 
 def sample_tree(roots: Sequence[int], t: float) -> ProcSample:
     """Return RSS (sum), CPU seconds (user + system, sum) and threads of the process trees under roots."""
-    rss = cpu_ticks = threads = 0
+    rss = roots_rss = cpu_ticks = threads = 0
     pids = process_tree(roots)
     for pid in pids:
         fields = _stat_fields(pid)
@@ -342,7 +345,9 @@ def sample_tree(roots: Sequence[int], t: float) -> ProcSample:
         cpu_ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
         threads += int(fields[17])  # num_threads (field 20)
         rss += int(fields[21]) * PAGE_BYTES  # rss in pages (field 24)
-    return ProcSample(t, rss, cpu_ticks / CLOCK_TICKS, threads, len(pids))
+        if pid in roots:
+            roots_rss += int(fields[21]) * PAGE_BYTES
+    return ProcSample(t, rss, cpu_ticks / CLOCK_TICKS, threads, len(pids), roots_rss)
 
 
 def own_cpu_seconds() -> float:
@@ -520,6 +525,7 @@ def server_series(samples: Sequence[ProcSample]) -> list[dict[str, float | int]]
             {
                 "t_s": round(after.t, 1),
                 "rss_mib": round(after.rss_bytes / 2**20, 1),
+                "servers_rss_mib": round(after.roots_rss_bytes / 2**20, 1),
                 "cpu_pct": round(cpu_percent(before.t, before.cpu_seconds, after.t, after.cpu_seconds), 1),
                 "threads": after.threads,
                 "pids": after.pids,
@@ -541,6 +547,37 @@ def summary_of(rows: Sequence[dict[str, float | int]]) -> dict[str, float | None
         "cpu_mean_pct": round(sum(cpu) / len(cpu), 1),
         "cpu_max_pct": max(cpu),
     }
+
+
+def rss_trend(rows: Sequence[dict[str, float | int]], window_s: float = RSS_WINDOW_S) -> list[dict[str, float]]:
+    """Return the median RSS of each `window_s` of a server series: the whole tree, and the servers without workers.
+
+    Medians, because a run in a worker lifts the tree for a second or two; a leak lifts every window.
+    """
+    windows: dict[int, list[dict[str, float | int]]] = {}
+    for row in rows:
+        windows.setdefault(int(float(row["t_s"]) // window_s), []).append(row)
+    return [
+        {
+            "from_s": k * window_s,
+            "to_s": (k + 1) * window_s,
+            "rss_mib": round(statistics.median(float(r["rss_mib"]) for r in ws), 1),
+            "servers_rss_mib": round(statistics.median(float(r["servers_rss_mib"]) for r in ws), 1),
+        }
+        for k, ws in sorted(windows.items())
+    ]
+
+
+def cpu_ms_per_action(samples: Sequence[ProcSample], rec: Recorder) -> float | None:
+    """Return the sampled processes' CPU time per student action (page loads, reruns and moves), in ms.
+
+    What one action costs the server side (workers and nginx included when sampled): with the
+    think time it says how many students a core can carry, on this machine.
+    """
+    actions = len(rec.done_at) + len(rec.latencies["load"])
+    if len(samples) < 2 or not actions:
+        return None
+    return round(1000 * (samples[-1].cpu_seconds - samples[0].cpu_seconds) / actions, 1)
 
 
 def replica_report(students: Sequence[StudentRecord]) -> dict[str, Any]:
@@ -592,7 +629,12 @@ def build_report(
         "change_by_control": {k: latency_stats(xs) for k, xs in sorted(rec.by_control.items())},
         "throughput": throughput(cfg, rec, wall),
         "messages": {"received": rec.messages, "mib": round(rec.bytes / 2**20, 1), "cache_refs": rec.cache_refs},
-        "server": {"series": series, "summary": summary_of(series)},
+        "server": {
+            "series": series,
+            "summary": summary_of(series),
+            "rss_trend": rss_trend(series),
+            "cpu_ms_per_action": cpu_ms_per_action(server_samples, rec),
+        },
         "client": {"cpu_pct": round(client_cpu, 1), "series": client_series},
         "replicas": replica_report(rec.students),
         "hogs": [asdict(h) for h in rec.hogs],
@@ -698,6 +740,13 @@ def print_report(r: dict[str, Any]) -> None:
             f"  RSS {s['rss_start_mib']} -> {s['rss_end_mib']} MiB (max {s['rss_max_mib']}); "
             f"CPU mean {s['cpu_mean_pct']} %, max {s['cpu_max_pct']} %"
         )
+        print_table(
+            f"RSS median per {RSS_WINDOW_S:.0f} s (a leak lifts every window; a run in a worker only a sample or two)",
+            ["from (s)", "to (s)", "tree MiB", "servers alone MiB"],
+            [[w["from_s"], w["to_s"], w["rss_mib"], w["servers_rss_mib"]] for w in r["server"]["rss_trend"]],
+        )
+        per_action = r["server"]["cpu_ms_per_action"]
+        print(f"  Server CPU per student action: {per_action} ms (CPU time of the sampled processes / actions done)")
     else:
         print("\nServer: no pid to sample (give --server-pid)")
     print(f"Client (this process) CPU: {r['client']['cpu_pct']} % of one core over the test")

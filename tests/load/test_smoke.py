@@ -17,7 +17,7 @@ import pytest
 from streamlit.proto.Alert_pb2 import Alert
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from bench.load import LoadConfig, Server, percentile, run_load, streamlit_server
+from bench.load import LoadConfig, Server, percentile, rss_trend, run_load, streamlit_server
 from bench.stclient import CookieJar, NumericWidget, ProtocolError, StreamlitClient
 
 STUDENTS = 5
@@ -50,6 +50,17 @@ def test_students_get_answers_without_errors(server: Server) -> None:
     assert latency["change"]["n"] > 0, "no student moved a numeric control (none found in the deltas?)"
     assert report["server"]["series"], "the server's /proc figures were not sampled"
     assert max(sample["pids"] for sample in report["server"]["series"]) > 1, "no experiment ran in a worker process"
+    assert all(0 < row["servers_rss_mib"] < row["rss_mib"] for row in report["server"]["series"] if row["pids"] > 1)
+    assert report["server"]["rss_trend"] and report["server"]["cpu_ms_per_action"] > 0
+
+
+def test_the_rss_trend_is_the_median_of_each_window() -> None:
+    rows = [
+        {"t_s": t, "rss_mib": rss, "servers_rss_mib": alone}
+        for t, rss, alone in [(2, 100, 60), (30, 900, 61), (58, 101, 62), (61, 103, 63), (119, 104, 64)]
+    ]
+    trend = rss_trend(rows, window_s=60)
+    assert [(w["from_s"], w["rss_mib"], w["servers_rss_mib"]) for w in trend] == [(0, 101, 61), (60, 103.5, 63.5)]
 
 
 def test_cookie_jar_keeps_and_deletes_like_a_browser() -> None:
