@@ -24,6 +24,8 @@ nothing a student sends is unpickled (Params are validated dataclasses the serve
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import importlib
 import multiprocessing.connection
 import os
@@ -51,6 +53,21 @@ KILL_GRACE_SECONDS = 5.0  # past its deadline a run that has not stopped by itse
 # a long run for the core they share, and the run takes what the pages leave.
 WORKER_NICE = 10
 POLL_SECONDS = 0.05  # how often the server side looks at Stop while a run is out
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """Return a function that gives the C heap's free memory back to the system (glibc's malloc_trim; else nothing).
+
+    glibc keeps what a run freed for later allocations: after one init signal run of 90 layers of
+    1,024 a worker stayed at 745 MiB instead of 291 MiB, and every worker of a server ends up at the
+    size of the largest run it ever did. Trimming after each run took 1.5 ms after a 0.16 s run
+    and 34 ms after that 9 s one.
+    """
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is None:
+        return lambda: None
+    return lambda: trim(0)
 
 
 @dataclass(frozen=True)
@@ -301,6 +318,7 @@ def serve(conn: multiprocessing.connection.Connection, threads: int) -> None:
                 tasks.put(payload)
 
     threading.Thread(target=read, name="torchlab-run-reader", daemon=True).start()
+    give_back = _malloc_trim()
     while (task := tasks.get()) is not None:
         try:
             run_fn = getattr(importlib.import_module(task.module), task.name)
@@ -328,6 +346,8 @@ def serve(conn: multiprocessing.connection.Connection, threads: int) -> None:
             return  # the server is gone
         except Exception as e:  # a result that cannot be sent (a bug): say so instead
             send(("failure", f"the result could not be sent: {type(e).__name__}: {e}"))
+        del outcome
+        give_back()  # after the answer went out: the page does not wait for it
 
 
 if __name__ == "__main__":

@@ -227,3 +227,23 @@ def test_workers_end_when_their_server_is_killed() -> None:
     while any(live(pid) for pid in workers_then) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(live(pid) for pid in workers_then), f"workers left running: {[p for p in workers_then if live(p)]}"
+
+
+def rss_mib(pid: int) -> float:
+    """Return a process's resident memory in MiB (/proc/<pid>/statm)."""
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_a_worker_gives_back_the_memory_its_run_freed() -> None:
+    """Without malloc_trim a worker kept the C heap its runs freed: +76 MiB after this one (378 -> 454), +14 with it."""
+    pool = WorkerPool(1, threads=1)
+    quick = workers.Task(__name__, "counted", Steps(n=1), 0, "cpu", 1 << 20, 30.0)
+    deep = init_signal.SignalParams(depth=40, width=512)
+    try:
+        pid = pool.run(quick)["pid"]
+        before = rss_mib(pid)
+        pool.run(workers.Task(init_signal.run.__module__, "run", deep, 0, "cpu", 1 << 30, 120.0))
+        assert pool.run(quick)["pid"] == pid  # the worker trims before it takes the next run
+        assert rss_mib(pid) - before < 40, f"{before:.0f} MiB before the run, {rss_mib(pid):.0f} MiB after"
+    finally:
+        pool.close()
