@@ -57,4 +57,5 @@ for klass in classes:
             mime="text/csv",
             key=f"teacher.export.{klass.id}",
             icon=":material/download:",
+            on_click="ignore",
         )

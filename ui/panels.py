@@ -100,7 +100,13 @@ def script_box(code: str, filename: str) -> None:
     with st.expander(t("code.title"), icon=":material/code:"):
         st.code(code, language="python")
         st.download_button(
-            t("code.download"), code, file_name=filename, mime="text/x-python", key=f"dl.{filename}", icon=":material/download:"
+            t("code.download"),
+            code,
+            file_name=filename,
+            mime="text/x-python",
+            key=f"dl.{filename}",
+            icon=":material/download:",
+            on_click="ignore",  # a download changes nothing on the page: no rerun
         )
 
 

@@ -73,6 +73,8 @@ def test_default_render(page: str, tab: str, lang: str) -> None:
         answers = sum(len(at.get(kind)) for kind in ("plotly_chart", "graphviz_chart", "arrow_data_frame", "metric"))
         assert answers + len(at.dataframe) >= 1, "every experiment draws its answer"
         assert any(f"{tab}." in k for k in at.query_params), "the settings are mirrored in the URL"
+        downloads = at.get("download_button")
+        assert downloads and all(d.proto.ignore_rerun for d in downloads), "a script download does not rerun the page"
 
 
 def _another_value(widget: Any) -> Any:
