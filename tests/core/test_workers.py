@@ -4,7 +4,6 @@ Stop, errors carried back as the page would meet them, and a worker that dies or
 The run functions below are module-level so that a worker can import them by name, as it imports a lesson's.
 """
 
-import contextlib
 import dataclasses
 import os
 import subprocess
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.load import process_tree, sample_tree
 from core import runner, workers
 from core.config import Config
 from core.gate import DeviceGate
@@ -189,26 +189,6 @@ time.sleep(600)
 """
 
 
-def live(pid: int) -> bool:
-    """Return whether pid is a process that has not exited (a zombie waiting for its reaper has)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
-def children_of(pid: int) -> set[int]:
-    """Return the pids whose parent is pid, read from /proc."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.add(int(entry.name))
-    return found
-
-
 def test_workers_end_when_their_server_is_killed() -> None:
     """A server killed with SIGKILL (the kernel's OOM killer, a crashed replica) leaves no worker behind:
     an idle worker and one in the middle of a run both end once their socket closes."""
@@ -218,20 +198,20 @@ def test_workers_end_when_their_server_is_killed() -> None:
     try:
         assert server.stdout is not None
         assert server.stdout.readline().strip() == "ready"
-        workers_then = children_of(server.pid)
+        workers_then = set(process_tree([server.pid])) - {server.pid}
         assert len(workers_then) == 2
     finally:
         server.kill()
         server.wait()
     deadline = time.monotonic() + 120  # a wait for an event, not a speed limit: the interrupted run had minutes to go
-    while any(live(pid) for pid in workers_then) and time.monotonic() < deadline:
+    while (left := process_tree(list(workers_then))) and time.monotonic() < deadline:  # zombies count as gone
         time.sleep(0.05)
-    assert not any(live(pid) for pid in workers_then), f"workers left running: {[p for p in workers_then if live(p)]}"
+    assert not left, f"workers left running: {left}"
 
 
 def rss_mib(pid: int) -> float:
-    """Return a process's resident memory in MiB (/proc/<pid>/statm)."""
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    """Return a process's resident memory in MiB (a worker has no children of its own)."""
+    return sample_tree([pid], 0.0).rss_bytes / 2**20
 
 
 def test_a_worker_gives_back_the_memory_its_run_freed() -> None:
